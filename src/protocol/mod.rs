@@ -1,0 +1,1 @@
+//! Frames and codecs for peer and client traffic.

@@ -1,0 +1,1 @@
+//! The replicated state machine: a job queue.
