@@ -13,6 +13,7 @@
 //!   crate, which knows nothing of Raft or jobs.
 #![deny(missing_docs)]
 
+pub mod config;
 pub mod protocol;
 pub mod queue;
 pub mod raft;

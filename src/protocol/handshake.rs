@@ -42,6 +42,9 @@ pub enum Role {
     Peer {
         /// The connecting node's id.
         node_id: u64,
+        /// The address where the connecting node serves clients, so that
+        /// other nodes can redirect clients to it when it leads.
+        client_address: String,
     },
     /// A client (producer, worker, operator tool) with a free-form name.
     Client {
@@ -175,9 +178,14 @@ fn transcript_mac(
     mac.update(&(cluster_id.len() as u64).to_le_bytes());
     mac.update(cluster_id.as_bytes());
     match role {
-        Role::Peer { node_id } => {
+        Role::Peer {
+            node_id,
+            client_address,
+        } => {
             mac.update(b"peer");
             mac.update(&node_id.to_le_bytes());
+            mac.update(&(client_address.len() as u64).to_le_bytes());
+            mac.update(client_address.as_bytes());
         }
         Role::Client { name } => {
             mac.update(b"client");
@@ -430,6 +438,10 @@ fn check_hello(hello: &Hello, policy: &AcceptPolicy) -> Option<(ErrorCode, Strin
             ErrorCode::BadFrame,
             format!("client name longer than {NAME_MAX_BYTES} bytes"),
         )),
+        Role::Peer { client_address, .. } if client_address.len() > NAME_MAX_BYTES => Some((
+            ErrorCode::BadFrame,
+            format!("peer client address longer than {NAME_MAX_BYTES} bytes"),
+        )),
         _ => None,
     }
 }
@@ -449,6 +461,13 @@ mod tests {
             Framed::new(a, FrameCodec::new(1 << 16)),
             Framed::new(b, FrameCodec::new(1 << 16)),
         )
+    }
+
+    fn peer(node_id: u64) -> Role {
+        Role::Peer {
+            node_id,
+            client_address: format!("127.0.0.1:{node_id}"),
+        }
     }
 
     fn hello(cluster_id: &str, role: Role) -> Hello {
@@ -483,19 +502,19 @@ mod tests {
     #[tokio::test]
     async fn peers_with_the_same_secret_complete_the_handshake() {
         let (connected, accepted) = run(
-            hello("test", Role::Peer { node_id: 1 }),
+            hello("test", peer(1)),
             Some(b"s3cret"),
             policy(Some(b"s3cret"), true),
         )
         .await;
         assert_eq!(connected.unwrap(), 2);
-        assert_eq!(accepted.unwrap().role, Role::Peer { node_id: 1 });
+        assert_eq!(accepted.unwrap().role, peer(1));
     }
 
     #[tokio::test]
     async fn connector_with_a_wrong_secret_is_refused_by_the_acceptor_or_refuses_it() {
         let (connected, accepted) = run(
-            hello("test", Role::Peer { node_id: 1 }),
+            hello("test", peer(1)),
             Some(b"wrong"),
             policy(Some(b"s3cret"), true),
         )
@@ -522,7 +541,7 @@ mod tests {
     async fn forged_connector_proof_is_refused_by_the_acceptor() {
         let (mut left, mut right) = framed_pair();
         let connector = async {
-            let hello = hello("test", Role::Peer { node_id: 1 });
+            let hello = hello("test", peer(1));
             left.send(Frame::encode(FrameKind::Hello, &hello).unwrap())
                 .await
                 .unwrap();
@@ -556,12 +575,7 @@ mod tests {
 
     #[tokio::test]
     async fn other_cluster_is_refused_with_a_clear_reason() {
-        let (connected, accepted) = run(
-            hello("other", Role::Peer { node_id: 1 }),
-            None,
-            policy(None, true),
-        )
-        .await;
+        let (connected, accepted) = run(hello("other", peer(1)), None, policy(None, true)).await;
         match connected {
             Err(HandshakeError::Refused {
                 code: ErrorCode::ClusterMismatch,
@@ -598,7 +612,7 @@ mod tests {
     async fn admit_callback_can_refuse_an_unknown_peer() {
         let (mut left, mut right) = framed_pair();
         let policy = policy(None, true);
-        let connector = connect(&mut left, hello("test", Role::Peer { node_id: 9 }), None);
+        let connector = connect(&mut left, hello("test", peer(9)), None);
         let acceptor = accept(&mut right, &policy, [9; NONCE_SIZE_BYTES], |_| {
             Err((ErrorCode::UnknownPeer, "node 9 is not a member".to_string()))
         });
