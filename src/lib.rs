@@ -14,6 +14,7 @@
 #![deny(missing_docs)]
 
 pub mod config;
+pub mod node;
 pub mod protocol;
 pub mod queue;
 pub mod raft;

@@ -42,6 +42,10 @@ pub enum Role {
     Peer {
         /// The connecting node's id.
         node_id: u64,
+        /// The address where the connecting node accepts peer connections,
+        /// as written in the cluster membership; the acceptor compares it
+        /// with the membership to catch two nodes configured with one id.
+        peer_address: String,
         /// The address where the connecting node serves clients, so that
         /// other nodes can redirect clients to it when it leads.
         client_address: String,
@@ -180,10 +184,13 @@ fn transcript_mac(
     match role {
         Role::Peer {
             node_id,
+            peer_address,
             client_address,
         } => {
             mac.update(b"peer");
             mac.update(&node_id.to_le_bytes());
+            mac.update(&(peer_address.len() as u64).to_le_bytes());
+            mac.update(peer_address.as_bytes());
             mac.update(&(client_address.len() as u64).to_le_bytes());
             mac.update(client_address.as_bytes());
         }
@@ -438,9 +445,13 @@ fn check_hello(hello: &Hello, policy: &AcceptPolicy) -> Option<(ErrorCode, Strin
             ErrorCode::BadFrame,
             format!("client name longer than {NAME_MAX_BYTES} bytes"),
         )),
-        Role::Peer { client_address, .. } if client_address.len() > NAME_MAX_BYTES => Some((
+        Role::Peer {
+            client_address,
+            peer_address,
+            ..
+        } if client_address.len().max(peer_address.len()) > NAME_MAX_BYTES => Some((
             ErrorCode::BadFrame,
-            format!("peer client address longer than {NAME_MAX_BYTES} bytes"),
+            format!("peer address longer than {NAME_MAX_BYTES} bytes"),
         )),
         _ => None,
     }
@@ -466,6 +477,7 @@ mod tests {
     fn peer(node_id: u64) -> Role {
         Role::Peer {
             node_id,
+            peer_address: format!("127.0.0.1:{}", 7000 + node_id),
             client_address: format!("127.0.0.1:{node_id}"),
         }
     }
