@@ -1,0 +1,147 @@
+//! ReadIndex reads (thesis §6.4): the leader answers a read at its commit
+//! index once a quorum has confirmed it is still the leader.
+
+use std::collections::{BTreeMap, VecDeque};
+
+use super::conf_state::ConfState;
+use super::core::RaftCore;
+use super::entry::{NodeId, ReadState};
+use super::error::Error;
+use super::log_store::LogStore;
+use super::status::Role;
+
+/// A read registered at a commit index, waiting for a quorum to answer a
+/// heartbeat that carries `sequence` or a later one.
+#[derive(Debug, Clone, Copy)]
+struct PendingRead {
+    context: u64,
+    index: u64,
+    sequence: u64,
+}
+
+/// The leader's queue of reads. Reads are confirmed in order: a heartbeat
+/// answer for sequence `s` confirms every read registered with a sequence up
+/// to `s`, because that heartbeat was sent after all of them arrived.
+#[derive(Debug, Default)]
+pub(crate) struct ReadIndexQueue {
+    last_sequence: u64,
+    pending: VecDeque<PendingRead>,
+    /// Reads that arrived before the leader committed an entry of its term:
+    /// its commit index is not yet known to be current (thesis §6.4 step 1).
+    waiting_for_term_commit: Vec<u64>,
+    acknowledged: BTreeMap<NodeId, u64>,
+}
+
+impl ReadIndexQueue {
+    pub(crate) fn len(&self) -> usize {
+        self.pending.len() + self.waiting_for_term_commit.len()
+    }
+
+    pub(crate) fn last_sequence(&self) -> u64 {
+        self.last_sequence
+    }
+
+    pub(crate) fn has_waiting(&self) -> bool {
+        !self.waiting_for_term_commit.is_empty()
+    }
+
+    pub(crate) fn clear(&mut self) {
+        self.pending.clear();
+        self.waiting_for_term_commit.clear();
+        self.acknowledged.clear();
+    }
+
+    fn register(&mut self, context: u64, index: u64) {
+        self.last_sequence += 1;
+        self.pending.push_back(PendingRead {
+            context,
+            index,
+            sequence: self.last_sequence,
+        });
+    }
+
+    /// Registers every waiting read at `committed`.
+    pub(crate) fn start_waiting(&mut self, committed: u64) {
+        let waiting = std::mem::take(&mut self.waiting_for_term_commit);
+        for context in waiting {
+            self.register(context, committed);
+        }
+    }
+
+    /// Records a heartbeat answer; true if it may confirm a read.
+    pub(crate) fn acknowledge(&mut self, from: NodeId, sequence: u64) -> bool {
+        if self.pending.is_empty() {
+            return false;
+        }
+        let acknowledged = self.acknowledged.entry(from).or_insert(0);
+        if sequence > *acknowledged {
+            *acknowledged = sequence;
+            return true;
+        }
+        false
+    }
+
+    fn is_confirmed(&self, sequence: u64, conf: &ConfState, leader: NodeId) -> bool {
+        let confirmations = conf
+            .voters
+            .iter()
+            .filter(|voter| {
+                **voter == leader
+                    || self
+                        .acknowledged
+                        .get(voter)
+                        .is_some_and(|acknowledged| *acknowledged >= sequence)
+            })
+            .count();
+        confirmations >= conf.quorum()
+    }
+
+    /// Moves every confirmed read, in order, into `out`.
+    fn release(&mut self, conf: &ConfState, leader: NodeId, out: &mut Vec<ReadState>) {
+        while let Some(front) = self.pending.front() {
+            if !self.is_confirmed(front.sequence, conf, leader) {
+                break;
+            }
+            out.push(ReadState {
+                index: front.index,
+                context: front.context,
+            });
+            self.pending.pop_front();
+        }
+    }
+}
+
+impl<S: LogStore> RaftCore<S> {
+    pub(crate) fn read_index(&mut self, context: u64) -> Result<(), Error> {
+        if self.role != Role::Leader {
+            return Err(Error::NotLeader {
+                leader_hint: self.leader,
+            });
+        }
+        if self.reads.len() >= self.config.max_pending_reads {
+            return Err(Error::ReadDropped);
+        }
+        if self.log.committed < self.term_start_index {
+            self.reads.waiting_for_term_commit.push(context);
+            return Ok(());
+        }
+        let committed = self.log.committed;
+        self.reads.register(context, committed);
+        self.confirm_reads();
+        Ok(())
+    }
+
+    /// Releases what a quorum already confirms (at once for a single voter)
+    /// and asks for a heartbeat round for the rest.
+    pub(crate) fn confirm_reads(&mut self) {
+        self.release_confirmed_reads();
+        if !self.reads.pending.is_empty() {
+            self.read_heartbeat_pending = true;
+        }
+    }
+
+    pub(crate) fn release_confirmed_reads(&mut self) {
+        let conf = self.membership.current();
+        self.reads.release(conf, self.id, &mut self.read_states);
+    }
+}
