@@ -1,0 +1,196 @@
+//! Client sessions (Raft thesis §6.3): per session, the results of requests
+//! the client has not confirmed receiving, so a retried request gets the
+//! answer of its first application instead of being applied twice.
+//!
+//! Memory: a session costs about 150 bytes plus about 40 bytes per stored job
+//! result. Each session keeps at most `SESSION_STORED_RESULTS_MAX` job
+//! results, and at most `Limits::sessions_max` sessions exist, so the worst
+//! case is `sessions_max × SESSION_STORED_RESULTS_MAX × 40` bytes; a client
+//! library that confirms answers promptly keeps one or a few results per
+//! session, about 15 MB for the default 100,000 sessions.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use super::command::SessionStamp;
+use super::error::QueueError;
+use super::limits::SESSION_STORED_RESULTS_MAX;
+use super::outcome::Enqueued;
+
+/// The per-job results of one enqueue.
+pub(super) type BatchResults = Vec<Result<Enqueued, QueueError>>;
+
+/// One client's session.
+#[derive(Clone, Debug, PartialEq)]
+pub(super) struct Session {
+    pub(super) last_active_ms: u64,
+    pub(super) lowest_unanswered_seq: u64,
+    pub(super) results: BTreeMap<u64, BatchResults>,
+}
+
+/// What the session table says about a request before it runs.
+#[derive(Debug, PartialEq)]
+pub(super) enum SessionVerdict<'a> {
+    /// Run the request, then `record` its result.
+    Fresh,
+    /// The request ran before; answer with this, then `touch`.
+    Replay(&'a BatchResults),
+}
+
+/// Every live session, with an activity order for idle expiry and eviction.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub(super) struct SessionTable {
+    sessions: BTreeMap<u64, Session>,
+    by_activity: BTreeSet<(u64, u64)>,
+}
+
+impl SessionTable {
+    /// Decides what to do with a request without changing anything.
+    ///
+    /// An unknown session is opened by a request whose
+    /// `lowest_unanswered_seq` is 1, meaning the client has received no
+    /// answer in this session yet. Any other request of an unknown session
+    /// means the state forgot it, so the request is refused with
+    /// `SessionExpired`.
+    pub(super) fn verdict(
+        &self,
+        stamp: &SessionStamp,
+        batch_jobs: usize,
+    ) -> Result<SessionVerdict<'_>, QueueError> {
+        let Some(session) = self.sessions.get(&stamp.session_id) else {
+            return if stamp.lowest_unanswered_seq == 1 {
+                Ok(SessionVerdict::Fresh)
+            } else {
+                Err(QueueError::SessionExpired {
+                    session_id: stamp.session_id,
+                })
+            };
+        };
+        if stamp.seq < session.lowest_unanswered_seq {
+            return Err(QueueError::StaleSessionRequest {
+                session_id: stamp.session_id,
+                seq: stamp.seq,
+            });
+        }
+        if let Some(results) = session.results.get(&stamp.seq) {
+            return Ok(SessionVerdict::Replay(results));
+        }
+        let lowest_kept_seq = session
+            .lowest_unanswered_seq
+            .max(stamp.lowest_unanswered_seq);
+        let kept_results: usize = session
+            .results
+            .range(lowest_kept_seq..)
+            .map(|(_, results)| results.len())
+            .sum();
+        if kept_results + batch_jobs > SESSION_STORED_RESULTS_MAX {
+            return Err(QueueError::TooManyUnansweredRequests {
+                session_id: stamp.session_id,
+            });
+        }
+        Ok(SessionVerdict::Fresh)
+    }
+
+    /// Notes a replayed request: the session is active and the client's
+    /// answered requests can be forgotten.
+    pub(super) fn touch(&mut self, stamp: &SessionStamp, now_ms: u64) {
+        self.activate(stamp, now_ms);
+    }
+
+    /// Stores the result of a fresh request, opening the session if needed
+    /// (evicting the longest idle sessions to stay within `sessions_max`).
+    pub(super) fn record(
+        &mut self,
+        stamp: &SessionStamp,
+        now_ms: u64,
+        results: BatchResults,
+        sessions_max: u32,
+    ) {
+        if !self.sessions.contains_key(&stamp.session_id) {
+            self.evict_down_to(sessions_max as usize - 1);
+            self.sessions.insert(
+                stamp.session_id,
+                Session {
+                    last_active_ms: now_ms,
+                    lowest_unanswered_seq: stamp.lowest_unanswered_seq,
+                    results: BTreeMap::new(),
+                },
+            );
+            self.by_activity.insert((now_ms, stamp.session_id));
+        }
+        let session = self.activate(stamp, now_ms);
+        session.results.insert(stamp.seq, results);
+    }
+
+    fn activate(&mut self, stamp: &SessionStamp, now_ms: u64) -> &mut Session {
+        let session = self
+            .sessions
+            .get_mut(&stamp.session_id)
+            .expect("activate runs on a live session");
+        self.by_activity
+            .remove(&(session.last_active_ms, stamp.session_id));
+        session.last_active_ms = now_ms;
+        self.by_activity.insert((now_ms, stamp.session_id));
+        if stamp.lowest_unanswered_seq > session.lowest_unanswered_seq {
+            session.lowest_unanswered_seq = stamp.lowest_unanswered_seq;
+            session.results = session.results.split_off(&stamp.lowest_unanswered_seq);
+        }
+        session
+    }
+
+    /// Forgets sessions idle for `idle_ms` or longer.
+    pub(super) fn expire(&mut self, now_ms: u64, idle_ms: u64) {
+        while let Some(&(last_active_ms, session_id)) = self.by_activity.first() {
+            if last_active_ms.saturating_add(idle_ms) > now_ms {
+                break;
+            }
+            self.by_activity.pop_first();
+            self.sessions.remove(&session_id);
+        }
+    }
+
+    /// Evicts the longest idle sessions until at most `count` remain.
+    pub(super) fn evict_down_to(&mut self, count: usize) {
+        while self.sessions.len() > count {
+            let Some((_, session_id)) = self.by_activity.pop_first() else {
+                break;
+            };
+            self.sessions.remove(&session_id);
+        }
+    }
+
+    /// The sessions in id order.
+    pub(super) fn iter(&self) -> impl Iterator<Item = (u64, &Session)> + '_ {
+        self.sessions.iter().map(|(&id, session)| (id, session))
+    }
+
+    /// Rebuilds the table from a snapshot's sessions, given in id order;
+    /// `None` if the order is broken or a session is malformed.
+    pub(super) fn from_list(
+        sessions: impl IntoIterator<Item = (u64, Session)>,
+    ) -> Option<SessionTable> {
+        let mut table = SessionTable::default();
+        for (session_id, session) in sessions {
+            let in_order = table
+                .sessions
+                .last_key_value()
+                .is_none_or(|(&last_id, _)| last_id < session_id);
+            let results_kept = session
+                .results
+                .first_key_value()
+                .is_none_or(|(&seq, _)| seq >= session.lowest_unanswered_seq);
+            let stored: usize = session.results.values().map(Vec::len).sum();
+            if !in_order
+                || !results_kept
+                || session.lowest_unanswered_seq == 0
+                || stored > SESSION_STORED_RESULTS_MAX
+            {
+                return None;
+            }
+            table
+                .by_activity
+                .insert((session.last_active_ms, session_id));
+            table.sessions.insert(session_id, session);
+        }
+        Some(table)
+    }
+}
