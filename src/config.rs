@@ -38,8 +38,8 @@ pub const ELECTION_TIMEOUT_MIN_MS: u64 = 50;
 pub const DEFAULT_SNAPSHOT_INTERVAL_ENTRIES: u64 = 20_000;
 /// Size of each write-ahead-log segment file.
 pub const DEFAULT_SEGMENT_SIZE_BYTES: u64 = 64 * 1024 * 1024;
-/// Smallest segment size accepted.
-pub const SEGMENT_SIZE_MIN_BYTES: u64 = 1024 * 1024;
+/// Smallest segment size accepted: the largest entry must fit a segment.
+pub const SEGMENT_SIZE_MIN_BYTES: u64 = 2 * ENTRY_MAX_BYTES as u64 + 1024 * 1024;
 
 /// Largest job payload accepted from clients.
 pub const DEFAULT_PAYLOAD_MAX_BYTES: usize = 1024 * 1024;
@@ -79,7 +79,7 @@ const _: () = assert!(DEFAULT_CLIENT_FRAME_MAX_BYTES > DEFAULT_PAYLOAD_MAX_BYTES
 const _: () = assert!(ENTRY_MAX_BYTES <= APPEND_MESSAGE_MAX_BYTES);
 const _: () = assert!(APPEND_MESSAGE_MAX_BYTES < PEER_FRAME_MAX_BYTES);
 const _: () = assert!(SNAPSHOT_CHUNK_BYTES < PEER_FRAME_MAX_BYTES);
-const _: () = assert!((ENTRY_MAX_BYTES as u64) < SEGMENT_SIZE_MIN_BYTES * 8);
+const _: () = assert!((ENTRY_MAX_BYTES as u64) < SEGMENT_SIZE_MIN_BYTES);
 
 /// A configuration that cannot work, with the reason.
 #[derive(Debug, thiserror::Error)]

@@ -1,0 +1,901 @@
+//! The driver: the one task that owns the consensus core.
+//!
+//! It wakes on ticks, peer messages, client requests and persistence
+//! completions, handles everything that is waiting, and then works off the
+//! core's Readies following the contract on [`raft::Ready`]:
+//!
+//! 1. messages that depend on nothing unpersisted go out at once (a leader
+//!    replicates while its own write is in flight, thesis §10.2.1);
+//! 2. a received snapshot, entries and hard state are written to the log;
+//! 3. the persister makes them durable (one sync for many Readies); only then
+//!    does the core learn they are persisted (a leader counts itself toward a
+//!    quorum only from then on) and are votes and append responses sent;
+//! 4. committed entries are applied in order and their proposers answered;
+//! 5. confirmed reads are answered once the state machine has caught up.
+
+use std::collections::{BTreeMap, VecDeque};
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::{Bytes, BytesMut};
+use tokio::sync::{mpsc, oneshot};
+use tokio_util::sync::CancellationToken;
+use tracing::{error, info, warn};
+
+use super::clock::Clock;
+use super::entry_batch::{BATCH_HEADER_BYTES, BatchBuilder, COMMAND_FRAMING_BYTES, read_batch};
+use super::error::NodeError;
+use super::handle::{AdminOp, NodeShared, NodeStatus, Request};
+use super::log_store::{NodeStorage, SnapshotEnvelope, WalLogStore};
+use super::persister::{PersistEvent, Persister};
+use super::state_machine::StateMachine;
+use super::transport::{Inbound, PeerTransport};
+use crate::config::ENTRY_MAX_BYTES;
+use crate::raft::{self, ConfChange, ConfChangeKind, Entry, EntryKind, Message, RawNode, Role};
+
+/// Requests the driver takes from its queue in one round before it turns to
+/// the core, so that one busy source cannot starve the others.
+const REQUESTS_PER_ROUND_MAX: usize = 8192;
+/// Peer messages stepped in one round.
+const MESSAGES_PER_ROUND_MAX: usize = 4096;
+
+/// A client waiting for its command's outcome.
+type Waiter<O> = oneshot::Sender<Result<O, NodeError>>;
+
+/// What an entry proposed by this node is waiting for.
+enum Proposed<O> {
+    /// A batch of client commands, answered in order.
+    Commands(Vec<Waiter<O>>),
+    /// A time-advance entry nobody waits for.
+    TimeAdvance,
+    /// A membership change requested by an operator.
+    ConfChange(oneshot::Sender<Result<(), NodeError>>),
+}
+
+struct InflightEntry<O> {
+    term: u64,
+    proposed: Proposed<O>,
+}
+
+/// Messages waiting for Ready `number` to become durable.
+struct AwaitingPersist {
+    number: u64,
+    messages: Vec<Message>,
+}
+
+/// Settings of the driver, derived from the server configuration.
+#[derive(Debug, Clone)]
+pub struct DriverConfig {
+    /// Length of one tick.
+    pub tick_ms: u64,
+    /// Applied entries between snapshots.
+    pub snapshot_interval_entries: u64,
+    /// Sync on the driver's task instead of a persister thread (simulation).
+    pub inline_sync: bool,
+}
+
+/// The driver's state.
+pub struct Driver<SM: StateMachine> {
+    raw: RawNode<WalLogStore>,
+    storage: Arc<NodeStorage>,
+    shared: Arc<NodeShared<SM>>,
+    transport: PeerTransport<Message>,
+    clock: Arc<dyn Clock>,
+    config: DriverConfig,
+    requests: mpsc::Receiver<Request<SM>>,
+    inbound: mpsc::Receiver<Inbound<Message>>,
+    persist_events: mpsc::UnboundedReceiver<PersistEvent>,
+    persist_sender: mpsc::UnboundedSender<PersistEvent>,
+    persister: Option<Persister>,
+    shutdown: CancellationToken,
+
+    /// Encoded commands collected this round, with their waiters.
+    collected: Vec<(Bytes, Waiter<SM::Outcome>)>,
+    inflight: BTreeMap<u64, InflightEntry<SM::Outcome>>,
+    awaiting_persist: VecDeque<AwaitingPersist>,
+    /// Reads collected this round, not yet handed to the core.
+    reads_collected: Vec<oneshot::Sender<Result<(), NodeError>>>,
+    /// Reads handed to the core, by context.
+    reads_in_core: BTreeMap<u64, Vec<oneshot::Sender<Result<(), NodeError>>>>,
+    /// Reads confirmed at an index, waiting for the state machine to apply it.
+    reads_confirmed: BTreeMap<u64, Vec<oneshot::Sender<Result<(), NodeError>>>>,
+    next_read_context: u64,
+    /// Peer address of every node this one has heard of.
+    addresses: BTreeMap<u64, String>,
+    role: Role,
+    leader: Option<u64>,
+    applied: u64,
+    last_stamp_ms: u64,
+    snapshot_index: u64,
+    snapshot_in_progress: bool,
+    scratch: BytesMut,
+}
+
+/// Snapshot work that runs off the driver's task.
+enum SnapshotEvent {
+    Saved(raft::Snapshot),
+    Failed(String),
+}
+
+impl<SM: StateMachine> Driver<SM> {
+    /// Assembles a driver; [`Driver::run`] starts it.
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn new(
+        raw: RawNode<WalLogStore>,
+        storage: Arc<NodeStorage>,
+        shared: Arc<NodeShared<SM>>,
+        transport: PeerTransport<Message>,
+        clock: Arc<dyn Clock>,
+        config: DriverConfig,
+        requests: mpsc::Receiver<Request<SM>>,
+        inbound: mpsc::Receiver<Inbound<Message>>,
+        addresses: BTreeMap<u64, String>,
+        shutdown: CancellationToken,
+    ) -> Driver<SM> {
+        let (persist_sender, persist_events) = mpsc::unbounded_channel();
+        let persister = (!config.inline_sync)
+            .then(|| Persister::start(Arc::clone(storage.wal()), persist_sender.clone()));
+        let status = raw.status();
+        let snapshot_index = storage.snapshot_index();
+        let last_stamp_ms = shared.state_machine().last_now_ms();
+        Driver {
+            raw,
+            storage,
+            shared,
+            transport,
+            clock,
+            config,
+            requests,
+            inbound,
+            persist_events,
+            persist_sender,
+            persister,
+            shutdown,
+            collected: Vec::new(),
+            inflight: BTreeMap::new(),
+            awaiting_persist: VecDeque::new(),
+            reads_collected: Vec::new(),
+            reads_in_core: BTreeMap::new(),
+            reads_confirmed: BTreeMap::new(),
+            next_read_context: 1,
+            addresses,
+            role: status.role,
+            leader: status.leader,
+            applied: status.applied,
+            last_stamp_ms,
+            snapshot_index,
+            snapshot_in_progress: false,
+            scratch: BytesMut::new(),
+        }
+    }
+
+    /// Runs until shutdown or a fatal error; returns the error, if any.
+    pub async fn run(mut self) -> Result<(), String> {
+        let (snapshot_sender, mut snapshot_events) = mpsc::unbounded_channel::<SnapshotEvent>();
+        let mut ticker = tokio::time::interval(Duration::from_millis(self.config.tick_ms));
+        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        self.update_members();
+        self.publish_status();
+        let result = loop {
+            tokio::select! {
+                biased;
+                _ = self.shutdown.cancelled() => break Ok(()),
+                Some(event) = self.persist_events.recv() => {
+                    if let Err(error) = self.on_persist_event(event) {
+                        break Err(error);
+                    }
+                }
+                Some(event) = snapshot_events.recv() => {
+                    if let Err(error) = self.on_snapshot_event(event) {
+                        break Err(error);
+                    }
+                }
+                _ = ticker.tick() => {
+                    self.raw.tick();
+                    self.maybe_advance_time();
+                    self.publish_status();
+                }
+                Some(inbound) = self.inbound.recv() => {
+                    if let Err(error) = self.on_inbound(inbound) {
+                        break Err(error);
+                    }
+                }
+                Some(request) = self.requests.recv() => self.on_request(request),
+            }
+            if let Err(error) = self.round(&snapshot_sender) {
+                break Err(error);
+            }
+        };
+        self.stop(result.as_ref().err().cloned());
+        result
+    }
+
+    /// Takes whatever else is waiting, proposes, and works off every Ready.
+    fn round(
+        &mut self,
+        snapshot_sender: &mpsc::UnboundedSender<SnapshotEvent>,
+    ) -> Result<(), String> {
+        for _ in 0..MESSAGES_PER_ROUND_MAX {
+            match self.inbound.try_recv() {
+                Ok(inbound) => self.on_inbound(inbound)?,
+                Err(_) => break,
+            }
+        }
+        for _ in 0..REQUESTS_PER_ROUND_MAX {
+            match self.requests.try_recv() {
+                Ok(request) => self.on_request(request),
+                Err(_) => break,
+            }
+        }
+        while let Ok(event) = self.persist_events.try_recv() {
+            self.on_persist_event(event)?;
+        }
+        self.propose_collected();
+        self.start_reads();
+        while self.raw.has_ready() {
+            self.handle_ready()?;
+        }
+        self.maybe_snapshot(snapshot_sender);
+        Ok(())
+    }
+
+    fn on_inbound(&mut self, inbound: Inbound<Message>) -> Result<(), String> {
+        match inbound {
+            Inbound::Message(message) => match self.raw.step(message) {
+                Ok(()) => Ok(()),
+                Err(raft::Error::Store(raft::StoreError::Io(error))) => Err(error),
+                Err(error) => {
+                    warn!(%error, "peer message refused by the core");
+                    Ok(())
+                }
+            },
+            Inbound::Unreachable(peer) => {
+                self.raw.report_unreachable(peer);
+                Ok(())
+            }
+        }
+    }
+
+    fn not_leader(&self) -> NodeError {
+        NodeError::NotLeader {
+            leader_id: self.leader,
+            leader_address: self
+                .leader
+                .and_then(|leader| self.transport.client_address(leader)),
+        }
+    }
+
+    fn on_request(&mut self, request: Request<SM>) {
+        match request {
+            Request::Propose { command, reply } => {
+                if self.role != Role::Leader {
+                    let _ = reply.send(Err(self.not_leader()));
+                } else {
+                    self.collected.push((command, reply));
+                }
+            }
+            Request::Read { reply } => {
+                if self.role != Role::Leader {
+                    let _ = reply.send(Err(self.not_leader()));
+                } else {
+                    self.reads_collected.push(reply);
+                }
+            }
+            Request::Admin { op, reply } => self.on_admin(op, reply),
+        }
+    }
+
+    fn on_admin(&mut self, op: AdminOp, reply: oneshot::Sender<Result<(), NodeError>>) {
+        if self.role != Role::Leader {
+            let _ = reply.send(Err(self.not_leader()));
+            return;
+        }
+        let change = match op {
+            AdminOp::TransferLeader(to) => {
+                let result = self
+                    .raw
+                    .transfer_leader(to)
+                    .map_err(|error| NodeError::Refused(error.to_string()));
+                let _ = reply.send(result);
+                return;
+            }
+            AdminOp::AddLearner { id, peer_address } => ConfChange {
+                kind: ConfChangeKind::AddLearner,
+                node: id,
+                context: Bytes::from(peer_address.into_bytes()),
+            },
+            AdminOp::Promote(id) => ConfChange {
+                kind: ConfChangeKind::PromoteLearner,
+                node: id,
+                context: Bytes::new(),
+            },
+            AdminOp::Remove(id) => ConfChange {
+                kind: ConfChangeKind::Remove,
+                node: id,
+                context: Bytes::new(),
+            },
+        };
+        match self.raw.propose_conf_change(change) {
+            Ok((index, term)) => {
+                self.inflight.insert(
+                    index,
+                    InflightEntry {
+                        term,
+                        proposed: Proposed::ConfChange(reply),
+                    },
+                );
+            }
+            Err(error) => {
+                let _ = reply.send(Err(NodeError::Refused(error.to_string())));
+            }
+        }
+    }
+
+    /// The leader's stamped time: its clock, but never below what it or the
+    /// state machine has already seen.
+    fn stamp(&mut self) -> u64 {
+        self.last_stamp_ms = self.clock.now_ms().max(self.last_stamp_ms);
+        self.last_stamp_ms
+    }
+
+    /// Packs the collected commands into as few entries as their size allows.
+    fn propose_collected(&mut self) {
+        if self.collected.is_empty() {
+            return;
+        }
+        let collected = std::mem::take(&mut self.collected);
+        let now_ms = self.stamp();
+        let mut builder = BatchBuilder::new(now_ms, 0);
+        let mut waiters = Vec::new();
+        for (command, waiter) in collected {
+            let framed_bytes = command.len() + COMMAND_FRAMING_BYTES;
+            if builder.count() > 0 && builder.len_bytes() + framed_bytes > ENTRY_MAX_BYTES {
+                let full = std::mem::replace(&mut builder, BatchBuilder::new(now_ms, 0));
+                self.propose_batch(full, std::mem::take(&mut waiters));
+            }
+            if BATCH_HEADER_BYTES + framed_bytes > ENTRY_MAX_BYTES {
+                let _ = waiter.send(Err(NodeError::Invalid(format!(
+                    "command of {} bytes exceeds the entry limit of {ENTRY_MAX_BYTES} bytes",
+                    command.len()
+                ))));
+                continue;
+            }
+            builder.push(&command);
+            waiters.push(waiter);
+        }
+        if builder.count() > 0 {
+            self.propose_batch(builder, waiters);
+        }
+    }
+
+    fn propose_batch(&mut self, builder: BatchBuilder, waiters: Vec<Waiter<SM::Outcome>>) {
+        match self.raw.propose(builder.finish()) {
+            Ok((index, term)) => {
+                self.inflight.insert(
+                    index,
+                    InflightEntry {
+                        term,
+                        proposed: Proposed::Commands(waiters),
+                    },
+                );
+            }
+            Err(error) => {
+                let answer = match error {
+                    raft::Error::NotLeader { .. } => self.not_leader(),
+                    other => NodeError::Dropped(other.to_string()),
+                };
+                for waiter in waiters {
+                    let _ = waiter.send(Err(answer.clone()));
+                }
+            }
+        }
+    }
+
+    fn start_reads(&mut self) {
+        if self.reads_collected.is_empty() {
+            return;
+        }
+        let context = self.next_read_context;
+        self.next_read_context += 1;
+        let readers = std::mem::take(&mut self.reads_collected);
+        match self.raw.read_index(context) {
+            Ok(()) => {
+                self.reads_in_core.insert(context, readers);
+            }
+            Err(error) => {
+                let answer = match error {
+                    raft::Error::NotLeader { .. } => self.not_leader(),
+                    other => NodeError::Overloaded(other.to_string()),
+                };
+                for reader in readers {
+                    let _ = reader.send(Err(answer.clone()));
+                }
+            }
+        }
+    }
+
+    /// Proposes a time-advance entry when something in the state machine
+    /// falls due and no such entry is already on its way.
+    fn maybe_advance_time(&mut self) {
+        if self.role != Role::Leader {
+            return;
+        }
+        let in_flight = self
+            .inflight
+            .values()
+            .any(|entry| matches!(entry.proposed, Proposed::TimeAdvance));
+        if in_flight {
+            return;
+        }
+        let Some(wakeup_ms) = self.shared.state_machine().next_wakeup_ms() else {
+            return;
+        };
+        if self.clock.now_ms() < wakeup_ms {
+            return;
+        }
+        let now_ms = self.stamp();
+        let command = postcard::to_allocvec(&SM::time_advance_command()).expect("command encodes");
+        let mut builder = BatchBuilder::new(
+            now_ms,
+            command.len() + BATCH_HEADER_BYTES + COMMAND_FRAMING_BYTES,
+        );
+        builder.push(&command);
+        if let Ok((index, term)) = self.raw.propose(builder.finish()) {
+            self.inflight.insert(
+                index,
+                InflightEntry {
+                    term,
+                    proposed: Proposed::TimeAdvance,
+                },
+            );
+        }
+    }
+
+    fn handle_ready(&mut self) -> Result<(), String> {
+        let ready = self.raw.ready().map_err(|error| error.to_string())?;
+        if let Some(soft_state) = ready.soft_state {
+            self.on_soft_state(soft_state.role, soft_state.leader);
+        }
+        for message in ready.messages {
+            self.send(message);
+        }
+        if let Some(snapshot) = &ready.snapshot {
+            self.install_snapshot(snapshot)?;
+        }
+        if !ready.entries.is_empty() {
+            self.learn_addresses(&ready.entries);
+            self.storage
+                .append_entries(&ready.entries, &mut self.scratch)
+                .map_err(|error| error.to_string())?;
+        }
+        if let Some(hard_state) = &ready.hard_state {
+            self.storage
+                .set_hard_state(hard_state)
+                .map_err(|error| error.to_string())?;
+        }
+        self.awaiting_persist.push_back(AwaitingPersist {
+            number: ready.number,
+            messages: ready.persisted_messages,
+        });
+        match &self.persister {
+            Some(persister) => persister.request(ready.number),
+            None => {
+                self.storage
+                    .wal()
+                    .sync()
+                    .map_err(|error| error.to_string())?;
+                self.persisted(ready.number);
+            }
+        }
+        if !ready.committed_entries.is_empty() {
+            self.apply(ready.committed_entries)?;
+        }
+        for read in ready.read_states {
+            if let Some(readers) = self.reads_in_core.remove(&read.context) {
+                self.reads_confirmed
+                    .entry(read.index)
+                    .or_default()
+                    .extend(readers);
+            }
+        }
+        self.answer_reads();
+        Ok(())
+    }
+
+    fn send(&mut self, message: Message) {
+        if !self.transport.send(message.clone()) {
+            self.raw.report_unreachable(message.to);
+        }
+    }
+
+    fn on_persist_event(&mut self, event: PersistEvent) -> Result<(), String> {
+        match event {
+            PersistEvent::Persisted { number } => {
+                self.persisted(number);
+                Ok(())
+            }
+            PersistEvent::Failed(error) => Err(format!("sync of the log failed: {error}")),
+        }
+    }
+
+    /// Ready `number` and everything before it is durable: tell the core and
+    /// send what waited for it.
+    fn persisted(&mut self, number: u64) {
+        self.raw.on_persisted(number);
+        while let Some(front) = self.awaiting_persist.front() {
+            if front.number > number {
+                break;
+            }
+            let awaiting = self.awaiting_persist.pop_front().expect("front exists");
+            for message in awaiting.messages {
+                self.send(message);
+            }
+        }
+    }
+
+    fn on_soft_state(&mut self, role: Role, leader: Option<u64>) {
+        let was_leader = self.role == Role::Leader;
+        if role != self.role || leader != self.leader {
+            info!(?role, ?leader, "role or leader changed");
+        }
+        self.role = role;
+        self.leader = leader;
+        if was_leader && role != Role::Leader {
+            self.fail_leader_work();
+        }
+        if role == Role::Leader && !was_leader {
+            let state_now = self.shared.state_machine().last_now_ms();
+            self.last_stamp_ms = self.last_stamp_ms.max(state_now);
+        }
+        self.publish_status();
+    }
+
+    /// Leadership is lost: what was in flight may or may not be committed by
+    /// the next leader; reads can no longer be confirmed here.
+    fn fail_leader_work(&mut self) {
+        for (_, entry) in std::mem::take(&mut self.inflight) {
+            match entry.proposed {
+                Proposed::Commands(waiters) => {
+                    for waiter in waiters {
+                        let _ = waiter.send(Err(NodeError::OutcomeUnknown));
+                    }
+                }
+                Proposed::ConfChange(reply) => {
+                    let _ = reply.send(Err(NodeError::OutcomeUnknown));
+                }
+                Proposed::TimeAdvance => {}
+            }
+        }
+        let answer = self.not_leader();
+        let readers = std::mem::take(&mut self.reads_collected)
+            .into_iter()
+            .chain(
+                std::mem::take(&mut self.reads_in_core)
+                    .into_values()
+                    .flatten(),
+            )
+            .chain(
+                std::mem::take(&mut self.reads_confirmed)
+                    .into_values()
+                    .flatten(),
+            );
+        for reader in readers {
+            let _ = reader.send(Err(answer.clone()));
+        }
+        for (_, waiter) in std::mem::take(&mut self.collected) {
+            let _ = waiter.send(Err(answer.clone()));
+        }
+    }
+
+    fn install_snapshot(&mut self, snapshot: &raft::Snapshot) -> Result<(), String> {
+        let envelope = SnapshotEnvelope::decode(&snapshot.data)?;
+        let state = if envelope.state.is_empty() {
+            SM::empty()
+        } else {
+            SM::restore(&envelope.state)
+                .map_err(|error| format!("snapshot from the leader does not restore: {error}"))?
+        };
+        self.storage
+            .install_snapshot(snapshot)
+            .map_err(|error| error.to_string())?;
+        *self.shared.state_machine() = state;
+        for (id, address) in envelope.addresses {
+            self.addresses.insert(id, address);
+        }
+        self.applied = snapshot.meta.index;
+        self.snapshot_index = snapshot.meta.index;
+        self.shared.set_applied(self.applied);
+        info!(
+            index = snapshot.meta.index,
+            term = snapshot.meta.term,
+            "installed a snapshot from the leader"
+        );
+        self.update_members();
+        Ok(())
+    }
+
+    /// Configuration changes take effect when appended, so the addresses of
+    /// new members are needed as soon as their entries arrive.
+    fn learn_addresses(&mut self, entries: &[Entry]) {
+        let mut changed = false;
+        for entry in entries
+            .iter()
+            .filter(|entry| entry.kind == EntryKind::ConfChange)
+        {
+            if let Ok(change) = ConfChange::decode(&entry.data)
+                && change.kind == ConfChangeKind::AddLearner
+                && let Ok(address) = std::str::from_utf8(&change.context)
+            {
+                self.addresses.insert(change.node, address.to_string());
+                changed = true;
+            }
+        }
+        if changed
+            || entries
+                .iter()
+                .any(|entry| entry.kind == EntryKind::ConfChange)
+        {
+            self.update_members();
+        }
+    }
+
+    /// Points the transport at the members of the current configuration; a
+    /// node that is not (yet) a member talks to everyone it knows.
+    fn update_members(&mut self) {
+        let conf = self.raw.status().conf_state;
+        let own_id = self.raw.id();
+        let members: BTreeMap<u64, String> = if conf.contains(own_id) {
+            self.addresses
+                .iter()
+                .filter(|(id, _)| conf.contains(**id))
+                .map(|(id, address)| (*id, address.clone()))
+                .collect()
+        } else {
+            self.addresses.clone()
+        };
+        self.transport.set_members(&members);
+    }
+
+    fn apply(&mut self, entries: Vec<Entry>) -> Result<(), String> {
+        let last_index = entries.last().map(|entry| entry.index).expect("not empty");
+        let mut state = self.shared.state_machine();
+        for entry in entries {
+            let proposed = match self.inflight.remove(&entry.index) {
+                Some(inflight) if inflight.term == entry.term => Some(inflight.proposed),
+                Some(inflight) => {
+                    // Another leader's entry took this index: ours is gone for good.
+                    fail_dropped(inflight.proposed);
+                    None
+                }
+                None => None,
+            };
+            match entry.kind {
+                EntryKind::Normal if entry.data.is_empty() => {}
+                EntryKind::Normal => {
+                    let (now_ms, commands) = read_batch(&entry.data)
+                        .map_err(|error| format!("entry {}: {error}", entry.index))?;
+                    let mut waiters = match proposed {
+                        Some(Proposed::Commands(waiters)) => Some(waiters.into_iter()),
+                        _ => None,
+                    };
+                    for bytes in commands {
+                        let command: SM::Command =
+                            postcard::from_bytes(bytes).map_err(|error| {
+                                format!(
+                                    "entry {} holds a command that does not decode: {error}",
+                                    entry.index
+                                )
+                            })?;
+                        let outcome = state.apply(now_ms, &command);
+                        if let Some(waiter) = waiters.as_mut().and_then(Iterator::next) {
+                            let _ = waiter.send(Ok(outcome));
+                        }
+                    }
+                }
+                EntryKind::ConfChange => {
+                    if let Some(Proposed::ConfChange(reply)) = proposed {
+                        let _ = reply.send(Ok(()));
+                    }
+                }
+            }
+        }
+        drop(state);
+        self.applied = last_index;
+        self.raw.on_applied(last_index);
+        self.shared.set_applied(last_index);
+        Ok(())
+    }
+
+    fn answer_reads(&mut self) {
+        while let Some(entry) = self.reads_confirmed.first_entry() {
+            if *entry.key() > self.applied {
+                break;
+            }
+            for reader in entry.remove() {
+                let _ = reader.send(Ok(()));
+            }
+        }
+    }
+
+    /// Takes a snapshot when enough entries were applied since the last one.
+    /// The state is serialized here; the file is written and the log
+    /// compacted on a blocking thread.
+    fn maybe_snapshot(&mut self, snapshot_sender: &mpsc::UnboundedSender<SnapshotEvent>) {
+        if self.snapshot_in_progress
+            || self.applied < self.snapshot_index + self.config.snapshot_interval_entries
+        {
+            return;
+        }
+        let meta = match self.raw.snapshot_meta(self.applied) {
+            Ok(meta) => meta,
+            Err(error) => {
+                warn!(%error, "cannot take a snapshot now");
+                return;
+            }
+        };
+        let state = Bytes::from(self.shared.state_machine().snapshot());
+        let envelope = SnapshotEnvelope {
+            addresses: self.addresses.clone(),
+            state,
+        };
+        let snapshot = raft::Snapshot {
+            meta,
+            data: envelope.encode(),
+        };
+        self.snapshot_in_progress = true;
+        let storage = Arc::clone(&self.storage);
+        let sender = snapshot_sender.clone();
+        let write = move || {
+            let event = match storage.write_snapshot_file(&snapshot) {
+                Ok(()) => SnapshotEvent::Saved(snapshot),
+                Err(error) => SnapshotEvent::Failed(error.to_string()),
+            };
+            let _ = sender.send(event);
+        };
+        if self.config.inline_sync {
+            write();
+        } else {
+            tokio::task::spawn_blocking(write);
+        }
+    }
+
+    fn on_snapshot_event(&mut self, event: SnapshotEvent) -> Result<(), String> {
+        self.snapshot_in_progress = false;
+        match event {
+            SnapshotEvent::Saved(snapshot) => {
+                let index = snapshot.meta.index;
+                self.storage.set_latest_snapshot(snapshot);
+                self.snapshot_index = index;
+                self.raw.compact(index);
+                let storage = Arc::clone(&self.storage);
+                let persist_sender = self.persist_sender.clone();
+                let compact = move || {
+                    if let Err(error) = storage.compact(index + 1) {
+                        let _ = persist_sender.send(PersistEvent::Failed(format!(
+                            "log compaction failed: {error}"
+                        )));
+                    }
+                };
+                if self.config.inline_sync {
+                    compact();
+                } else {
+                    tokio::task::spawn_blocking(compact);
+                }
+                info!(index, "snapshot taken and the log compacted behind it");
+                Ok(())
+            }
+            // A snapshot that could not be written is not fatal: the log is
+            // intact and the next attempt may succeed (a disk that was full).
+            SnapshotEvent::Failed(error) => {
+                warn!(%error, "could not write a snapshot; will retry");
+                Ok(())
+            }
+        }
+    }
+
+    fn publish_status(&self) {
+        let status = self.raw.status();
+        let leader_address = status
+            .leader
+            .and_then(|leader| self.transport.client_address(leader));
+        self.shared.publish_status(NodeStatus {
+            id: status.id,
+            role: status.role,
+            term: status.term,
+            leader: status.leader,
+            leader_address,
+            commit: status.commit,
+            applied: self.applied,
+            first_index: status.first_index,
+            last_index: status.last_index,
+            snapshot_index: self.snapshot_index,
+            voters: status.conf_state.voters.iter().copied().collect(),
+            learners: status.conf_state.learners.iter().copied().collect(),
+            match_indexes: status
+                .progress
+                .iter()
+                .map(|(id, progress)| (*id, progress.match_index))
+                .collect(),
+            addresses: self.addresses.clone(),
+            failed: None,
+        });
+    }
+
+    /// Stops: finishes the sync in flight, then fails everything still waiting.
+    fn stop(&mut self, failure: Option<String>) {
+        // Dropping the persister waits for the sync in progress.
+        self.persister = None;
+        if failure.is_none()
+            && let Err(error) = self.storage.wal().sync()
+        {
+            error!(%error, "final sync at shutdown failed");
+        }
+        let answer = match &failure {
+            Some(error) => {
+                error!(%error, "the node stopped after a fatal error");
+                NodeError::Failed(error.clone())
+            }
+            None => NodeError::ShuttingDown,
+        };
+        self.role = Role::Follower;
+        for (_, entry) in std::mem::take(&mut self.inflight) {
+            match entry.proposed {
+                Proposed::Commands(waiters) => {
+                    for waiter in waiters {
+                        let _ = waiter.send(Err(answer.clone()));
+                    }
+                }
+                Proposed::ConfChange(reply) => {
+                    let _ = reply.send(Err(answer.clone()));
+                }
+                Proposed::TimeAdvance => {}
+            }
+        }
+        for (_, waiter) in std::mem::take(&mut self.collected) {
+            let _ = waiter.send(Err(answer.clone()));
+        }
+        let readers = std::mem::take(&mut self.reads_collected)
+            .into_iter()
+            .chain(
+                std::mem::take(&mut self.reads_in_core)
+                    .into_values()
+                    .flatten(),
+            )
+            .chain(
+                std::mem::take(&mut self.reads_confirmed)
+                    .into_values()
+                    .flatten(),
+            );
+        for reader in readers {
+            let _ = reader.send(Err(answer.clone()));
+        }
+        self.requests.close();
+        while let Ok(request) = self.requests.try_recv() {
+            match request {
+                Request::Propose { reply, .. } => {
+                    let _ = reply.send(Err(answer.clone()));
+                }
+                Request::Read { reply } | Request::Admin { reply, .. } => {
+                    let _ = reply.send(Err(answer.clone()));
+                }
+            }
+        }
+        self.shared.mark_stopped(failure);
+        self.shutdown.cancel();
+    }
+}
+
+fn fail_dropped<O>(proposed: Proposed<O>) {
+    let answer = NodeError::Dropped("another leader's entry took its place in the log".to_string());
+    match proposed {
+        Proposed::Commands(waiters) => {
+            for waiter in waiters {
+                let _ = waiter.send(Err(answer.clone()));
+            }
+        }
+        Proposed::ConfChange(reply) => {
+            let _ = reply.send(Err(answer));
+        }
+        Proposed::TimeAdvance => {}
+    }
+}
