@@ -134,7 +134,7 @@ impl Limits {
             "payload_max_bytes",
         )?;
         check(
-            self.idempotency_window_ms <= IDEMPOTENCY_WINDOW_CEILING_MS,
+            (1..=IDEMPOTENCY_WINDOW_CEILING_MS).contains(&self.idempotency_window_ms),
             "idempotency_window_ms",
         )?;
         check(
