@@ -13,7 +13,7 @@
 //! snapshots: it must never panic, and never allocate much beyond its input,
 //! which a per-thread counting allocator checks.
 //!
-//! `QUEUE_MODEL_CASES` sets the number of cases (default 128).
+//! `QUEUE_MODEL_CASES` sets the number of cases (default 512).
 
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::Cell;
@@ -1242,7 +1242,7 @@ fn cases() -> u32 {
     std::env::var("QUEUE_MODEL_CASES")
         .ok()
         .and_then(|cases| cases.parse().ok())
-        .unwrap_or(128)
+        .unwrap_or(512)
 }
 
 #[test]
