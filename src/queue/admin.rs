@@ -12,7 +12,7 @@ use super::queue_table::{QueueId, validate_queue_name};
 
 impl JobQueue {
     pub(super) fn cancel(&mut self, id: JobId) -> Result<Cancelled, QueueError> {
-        let Some(job) = self.jobs.get(&id) else {
+        let Some(job) = self.jobs.get(id) else {
             return Err(QueueError::JobNotFound(id));
         };
         let previous_state = job.state;
@@ -30,7 +30,7 @@ impl JobQueue {
     /// and be dead.
     fn select_dead(&self, selection: &DeadSelection) -> Result<Vec<JobId>, QueueError> {
         match selection {
-            DeadSelection::Job(id) => match self.jobs.get(id) {
+            DeadSelection::Job(id) => match self.jobs.get(*id) {
                 None => Err(QueueError::JobNotFound(*id)),
                 Some(job) if job.state != JobState::Dead => Err(QueueError::JobNotDead(*id)),
                 Some(_) => Ok(vec![*id]),

@@ -8,7 +8,8 @@ use super::info::JobState;
 use super::job::Job;
 use super::job_queue::JobQueue;
 use super::limits::{
-    ATTEMPTS_MAX, ENQUEUE_BATCH_JOBS_MAX, IDEMPOTENCY_KEY_MAX_BYTES, SCHEDULE_AHEAD_MAX_MS,
+    ATTEMPTS_MAX, ENQUEUE_BATCH_JOBS_MAX, IDEMPOTENCY_KEY_MAX_BYTES, JOBS_TOTAL_MAX,
+    SCHEDULE_AHEAD_MAX_MS,
 };
 use super::outcome::Enqueued;
 use super::queue_table::validate_queue_name;
@@ -108,6 +109,12 @@ impl JobQueue {
                 duplicate: true,
             });
         }
+        if self.jobs.len() >= JOBS_TOTAL_MAX {
+            return Err(QueueError::QueueFull {
+                queue: new.queue.clone(),
+                max: JOBS_TOTAL_MAX as u64,
+            });
+        }
         match existing_queue {
             Some(queue) => {
                 let jobs_max = self.limits.jobs_per_queue_max;
@@ -138,6 +145,7 @@ impl JobQueue {
         let id = JobId(self.next_job_id);
         self.next_job_id += 1;
         let job = Job {
+            id,
             payload: Box::from(&new.payload[..]),
             enqueued_at_ms: now_ms,
             due_at_ms: run_at_ms,
@@ -152,7 +160,7 @@ impl JobQueue {
             backoff_multiplier: new.backoff.multiplier as u8,
             state: JobState::Ready,
         };
-        self.jobs.insert(id, job);
+        self.jobs.insert(job);
         if run_at_ms > now_ms {
             self.link_scheduled(id, run_at_ms);
         } else {

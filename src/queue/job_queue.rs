@@ -17,6 +17,7 @@ use super::idempotency::KeyTable;
 use super::ids::JobId;
 use super::info::{JobInfo, JobState, LeaseInfo, QueueStats};
 use super::job::{Job, Lease};
+use super::job_store::JobStore;
 use super::limits::{DEAD_LIST_PAGE_MAX, Limits};
 use super::outcome::{Disposition, Outcome};
 use super::queue_table::{QueueId, QueueRecord, QueueTable, ReadyKey, validate_queue_name};
@@ -37,7 +38,7 @@ pub struct JobQueue {
     pub(super) last_token: u64,
     pub(super) limits: Limits,
     pub(super) queues: QueueTable,
-    pub(super) jobs: HashMap<JobId, Job, IdHashBuilder>,
+    pub(super) jobs: JobStore,
     pub(super) leases: HashMap<JobId, Lease, IdHashBuilder>,
     pub(super) last_errors: HashMap<JobId, Box<str>, IdHashBuilder>,
     /// Scheduled jobs by (run-at time, id).
@@ -63,7 +64,7 @@ impl JobQueue {
             last_token: 0,
             limits: Limits::default(),
             queues: QueueTable::default(),
-            jobs: HashMap::default(),
+            jobs: JobStore::default(),
             leases: HashMap::default(),
             last_errors: HashMap::default(),
             scheduled: BTreeSet::new(),
@@ -126,11 +127,11 @@ impl JobQueue {
     }
 
     pub(super) fn job_ref(&self, id: JobId) -> &Job {
-        self.jobs.get(&id).expect("indexed job exists")
+        self.jobs.get(id).expect("indexed job exists")
     }
 
     pub(super) fn job_mut(&mut self, id: JobId) -> &mut Job {
-        self.jobs.get_mut(&id).expect("indexed job exists")
+        self.jobs.get_mut(id).expect("indexed job exists")
     }
 
     /// Makes an unlinked job ready, ready since `ready_at_ms`.
@@ -209,7 +210,7 @@ impl JobQueue {
     /// Removes an unlinked job entirely.
     pub(super) fn remove_job(&mut self, id: JobId) -> Job {
         self.last_errors.remove(&id);
-        self.jobs.remove(&id).expect("removed job exists")
+        self.jobs.remove(id).expect("removed job exists")
     }
 
     /// Decides where an unlinked job goes after a failed attempt that ended
@@ -295,7 +296,7 @@ impl JobQueue {
 
     /// Everything about one job, if it exists.
     pub fn job(&self, id: JobId) -> Option<JobInfo> {
-        let job = self.jobs.get(&id)?;
+        let job = self.jobs.get(id)?;
         let lease = self.leases.get(&id).map(|lease| LeaseInfo {
             token: lease.token,
             claimed_at_ms: lease.claimed_at_ms,

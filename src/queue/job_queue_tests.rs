@@ -774,6 +774,9 @@ fn queue_full_and_too_many_queues_are_refused() {
     assert_eq!(state, before);
 }
 
+/// Whether an outcome is the expected refusal.
+type OutcomeCheck = Box<dyn Fn(&Outcome) -> bool>;
+
 #[test]
 fn every_bad_input_gets_its_error_and_changes_nothing() {
     let mut state = JobQueue::new();
@@ -802,7 +805,7 @@ fn every_bad_input_gets_its_error_and_changes_nothing() {
         )
     };
     let bad_name = |name: &str| QueueError::InvalidQueueName(name.to_string());
-    let cases: Vec<(Op, Box<dyn Fn(&Outcome) -> bool>)> = vec![
+    let cases: Vec<(Op, OutcomeCheck)> = vec![
         (
             job_with(|new| new.queue = "".into()),
             Box::new(move |o| *o == job_error(bad_name(""))),

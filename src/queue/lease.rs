@@ -94,7 +94,7 @@ impl JobQueue {
     /// deadline was already expired when the clock advanced, so any lease
     /// found here is live.
     fn held_lease(&self, id: JobId, token: FencingToken) -> Result<&Lease, QueueError> {
-        if !self.jobs.contains_key(&id) {
+        if !self.jobs.contains(id) {
             return Err(QueueError::JobNotFound(id));
         }
         match self.leases.get(&id) {

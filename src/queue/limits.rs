@@ -45,6 +45,9 @@ pub const WORKER_NAME_MAX_BYTES: usize = 128;
 /// requests. A client that never reports its answers as received is refused
 /// instead of growing the session without bound.
 pub const SESSION_STORED_RESULTS_MAX: usize = 4_096;
+/// Most jobs the state holds in all queues together: jobs are found through
+/// 32-bit slot numbers. Memory runs out long before this.
+pub const JOBS_TOTAL_MAX: usize = u32::MAX as usize;
 /// Most dead jobs one page of [`super::JobQueue::list_dead`] returns.
 pub const DEAD_LIST_PAGE_MAX: usize = 1_000;
 
@@ -134,7 +137,7 @@ impl Limits {
             "payload_max_bytes",
         )?;
         check(
-            self.idempotency_window_ms <= IDEMPOTENCY_WINDOW_CEILING_MS,
+            (1..=IDEMPOTENCY_WINDOW_CEILING_MS).contains(&self.idempotency_window_ms),
             "idempotency_window_ms",
         )?;
         check(
