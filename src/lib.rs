@@ -13,8 +13,11 @@
 //!   crate, which knows nothing of Raft or jobs.
 #![deny(missing_docs)]
 
+pub mod client;
 pub mod config;
 pub mod node;
 pub mod protocol;
 pub mod queue;
 pub mod raft;
+pub mod server;
+pub mod service;

@@ -1,5 +1,8 @@
-//! The `raftq` command-line tool.
+//! The `raftq` command-line tool: server, local dev cluster, producer,
+//! worker, operator and benchmark commands.
 
-fn main() {
-    println!("raftq {}", env!("CARGO_PKG_VERSION"));
+mod cli;
+
+fn main() -> std::process::ExitCode {
+    cli::main()
 }

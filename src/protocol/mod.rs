@@ -4,6 +4,7 @@
 //! [`frame`] for the byte layout) through [`FrameCodec`], and opens with the
 //! [`handshake`].
 
+pub mod client;
 pub mod codec;
 pub mod error;
 pub mod frame;

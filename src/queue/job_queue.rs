@@ -79,8 +79,14 @@ impl JobQueue {
     /// Never panics on any command; bad input is refused with an error in
     /// the outcome and changes nothing.
     pub fn apply(&mut self, command: &Command) -> Outcome {
-        self.advance_clock(command.now_ms);
-        match &command.op {
+        self.apply_op(command.now_ms, &command.op)
+    }
+
+    /// [`JobQueue::apply`] for an op and its stamped time held apart, as the
+    /// node stores them (one stamped time for a whole batch of ops).
+    pub fn apply_op(&mut self, now_ms: u64, op: &Op) -> Outcome {
+        self.advance_clock(now_ms);
+        match op {
             Op::Enqueue(enqueue) => Outcome::Enqueue(self.enqueue(enqueue)),
             Op::Claim(claim) => Outcome::Claim(self.claim(claim)),
             Op::Ack(ack) => Outcome::Ack(self.ack(ack)),

@@ -1,0 +1,228 @@
+//! The client listener: accepts connections, runs the handshake, and serves
+//! many requests per connection concurrently.
+//!
+//! Shutdown follows mini-redis: a cancellation token tells the accept loop
+//! and every connection to stop; each connection holds a clone of a sender
+//! whose channel closes once all of them are gone, which is how `serve`
+//! knows every connection has finished.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::{SinkExt, StreamExt};
+use tokio::sync::{Semaphore, mpsc};
+use tokio_util::codec::Framed;
+use tokio_util::sync::CancellationToken;
+use tracing::{debug, info, warn};
+
+use crate::config::CLIENT_INFLIGHT_REQUESTS_MAX;
+use crate::node::net::{BoxStream, Listener};
+use crate::protocol::client::{Request, Response};
+use crate::protocol::handshake::{self, AcceptPolicy, ErrorCode, Role};
+use crate::protocol::{Frame, FrameCodec, FrameError, FrameKind};
+use crate::service::QueueService;
+
+/// Longest a client may take to complete the handshake.
+pub const CLIENT_HANDSHAKE_TIMEOUT_MS: u64 = 10_000;
+
+/// Settings of the client listener.
+#[derive(Debug, Clone)]
+pub struct ServerSettings {
+    /// This node's id, sent in the handshake.
+    pub node_id: u64,
+    /// The cluster id clients must name.
+    pub cluster_id: String,
+    /// The secret clients must prove they know, if any.
+    pub client_secret: Option<Vec<u8>>,
+    /// Largest request frame.
+    pub frame_max_bytes: usize,
+    /// Connections served at once.
+    pub connections_max: usize,
+}
+
+/// Serves clients on `listener` until `shutdown`, then waits for every
+/// connection to finish its requests in flight.
+pub async fn serve(
+    mut listener: Box<dyn Listener>,
+    service: Arc<QueueService>,
+    settings: ServerSettings,
+    shutdown: CancellationToken,
+) {
+    let slots = Arc::new(Semaphore::new(settings.connections_max));
+    let (done_sender, mut all_done) = mpsc::channel::<()>(1);
+    let settings = Arc::new(settings);
+    let mut backoff_ms = 0;
+    loop {
+        let accepted = tokio::select! {
+            _ = shutdown.cancelled() => break,
+            accepted = listener.accept() => accepted,
+        };
+        let (stream, remote) = match accepted {
+            Ok(accepted) => {
+                backoff_ms = 0;
+                accepted
+            }
+            Err(error) => {
+                backoff_ms = (backoff_ms * 2).clamp(5, 1_000);
+                warn!(%error, "client accept failed; retrying in {backoff_ms} ms");
+                tokio::time::sleep(Duration::from_millis(backoff_ms)).await;
+                continue;
+            }
+        };
+        let Ok(permit) = Arc::clone(&slots).try_acquire_owned() else {
+            let settings = Arc::clone(&settings);
+            tokio::spawn(async move {
+                let mut framed = Framed::new(stream, FrameCodec::new(settings.frame_max_bytes));
+                let message = format!(
+                    "client connection limit of {} reached; try again later",
+                    settings.connections_max
+                );
+                warn!(%remote, "{message}");
+                handshake::send_error(&mut framed, ErrorCode::TooManyConnections, message).await;
+            });
+            continue;
+        };
+        let connection = Connection {
+            service: Arc::clone(&service),
+            settings: Arc::clone(&settings),
+            shutdown: shutdown.clone(),
+            _done: done_sender.clone(),
+        };
+        tokio::spawn(async move {
+            connection.run(stream, remote).await;
+            drop(permit);
+        });
+    }
+    drop(done_sender);
+    // Every connection holds a sender; `None` means all of them have ended.
+    let _ = all_done.recv().await;
+}
+
+struct Connection {
+    service: Arc<QueueService>,
+    settings: Arc<ServerSettings>,
+    shutdown: CancellationToken,
+    _done: mpsc::Sender<()>,
+}
+
+impl Connection {
+    async fn run(self, stream: BoxStream, remote: std::net::SocketAddr) {
+        let mut framed = Framed::new(stream, FrameCodec::new(self.settings.frame_max_bytes));
+        let policy = AcceptPolicy {
+            node_id: self.settings.node_id,
+            cluster_id: self.settings.cluster_id.clone(),
+            secret: self.settings.client_secret.clone(),
+            peers: false,
+        };
+        let nonce = rand::random();
+        let accepted = tokio::time::timeout(
+            Duration::from_millis(CLIENT_HANDSHAKE_TIMEOUT_MS),
+            handshake::accept(&mut framed, &policy, nonce, |_| Ok(())),
+        )
+        .await;
+        let hello = match accepted {
+            Ok(Ok(hello)) => hello,
+            Ok(Err(error)) => {
+                info!(%remote, %error, "refused a client connection");
+                return;
+            }
+            Err(_) => {
+                debug!(%remote, "client handshake timed out");
+                return;
+            }
+        };
+        let name = match hello.role {
+            Role::Client { name } => name,
+            Role::Peer { .. } => return,
+        };
+        debug!(%remote, client = %name, "client connected");
+        let (mut sink, mut stream) = framed.split();
+        let (responses, mut outgoing) = mpsc::channel::<Frame>(CLIENT_INFLIGHT_REQUESTS_MAX);
+        let writer = tokio::spawn(async move {
+            while let Some(frame) = outgoing.recv().await {
+                if sink.feed(frame).await.is_err() {
+                    return;
+                }
+                // Write whatever else is ready in the same flush.
+                while let Ok(frame) = outgoing.try_recv() {
+                    if sink.feed(frame).await.is_err() {
+                        return;
+                    }
+                }
+                if sink.flush().await.is_err() {
+                    return;
+                }
+            }
+            let _ = sink.close().await;
+        });
+        let inflight = Arc::new(Semaphore::new(CLIENT_INFLIGHT_REQUESTS_MAX));
+        loop {
+            let next = tokio::select! {
+                _ = self.shutdown.cancelled() => break,
+                next = stream.next() => next,
+            };
+            let frame = match next {
+                None => break,
+                Some(Ok(frame)) => frame,
+                Some(Err(FrameError::Io(error))) => {
+                    debug!(%remote, %error, "client connection closed");
+                    break;
+                }
+                Some(Err(error)) => {
+                    warn!(%remote, client = %name, %error, "bad frame from client; closing the connection");
+                    let _ = responses
+                        .send(error_frame(ErrorCode::BadFrame, error.to_string()))
+                        .await;
+                    break;
+                }
+            };
+            let request: Request = match (frame.kind, frame.decode::<Request>()) {
+                (FrameKind::Request, Ok(request)) => request,
+                (FrameKind::Request, Err(error)) => {
+                    warn!(%remote, client = %name, %error, "undecodable request; closing the connection");
+                    let _ = responses
+                        .send(error_frame(ErrorCode::BadFrame, error.to_string()))
+                        .await;
+                    break;
+                }
+                (kind, _) => {
+                    let message = format!("unexpected {} frame, expected request", kind.name());
+                    let _ = responses
+                        .send(error_frame(ErrorCode::BadFrame, message))
+                        .await;
+                    break;
+                }
+            };
+            // At most CLIENT_INFLIGHT_REQUESTS_MAX requests per connection run
+            // at once; beyond that the connection stops reading, which pushes
+            // back on the client through TCP.
+            let Ok(permit) = Arc::clone(&inflight).acquire_owned().await else {
+                break;
+            };
+            let service = Arc::clone(&self.service);
+            let responses = responses.clone();
+            tokio::spawn(async move {
+                let body = service.handle(request.body).await;
+                let response = Response {
+                    id: request.id,
+                    body,
+                };
+                match Frame::encode(FrameKind::Response, &response) {
+                    Ok(frame) => {
+                        let _ = responses.send(frame).await;
+                    }
+                    Err(error) => warn!(%error, "could not encode a response"),
+                }
+                drop(permit);
+            });
+        }
+        drop(responses);
+        // The writer ends once every request task has sent its response.
+        let _ = writer.await;
+    }
+}
+
+fn error_frame(code: ErrorCode, message: String) -> Frame {
+    Frame::encode(FrameKind::Error, &handshake::ErrorFrame { code, message })
+        .expect("error frames encode")
+}
