@@ -15,11 +15,13 @@ use tokio_util::codec::Framed;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
-use crate::config::CLIENT_INFLIGHT_REQUESTS_MAX;
+use crate::config::{CLIENT_INFLIGHT_REQUESTS_MAX, ServerConfig};
 use crate::node::net::{BoxStream, Listener};
+use crate::node::{Node, NodeOptions, Seams, StartError};
 use crate::protocol::client::{Request, Response};
 use crate::protocol::handshake::{self, AcceptPolicy, ErrorCode, Role};
 use crate::protocol::{Frame, FrameCodec, FrameError, FrameKind};
+use crate::queue::JobQueue;
 use crate::service::QueueService;
 
 /// Longest a client may take to complete the handshake.
@@ -38,6 +40,77 @@ pub struct ServerSettings {
     pub frame_max_bytes: usize,
     /// Connections served at once.
     pub connections_max: usize,
+}
+
+/// A running raftq server: a node, its queue service and its client listener.
+pub struct RunningServer {
+    /// The node.
+    pub node: Node<JobQueue>,
+    /// The service clients talk to.
+    pub service: Arc<QueueService>,
+    /// The address the client listener is bound to.
+    pub client_address: std::net::SocketAddr,
+    /// Ends when the node stops, with its fatal error if it had one.
+    pub driver: tokio::task::JoinHandle<Result<(), String>>,
+    /// Ends when the client listener has closed every connection.
+    pub clients: tokio::task::JoinHandle<()>,
+}
+
+/// Why a server could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum ServerStartError {
+    /// The node did not start.
+    #[error(transparent)]
+    Node(#[from] StartError),
+    /// The client address could not be bound.
+    #[error("cannot listen for clients on {address}: {source}")]
+    Bind {
+        /// The address.
+        address: String,
+        /// The error.
+        source: std::io::Error,
+    },
+}
+
+/// Starts a node, its service and its client listener; everything stops
+/// when `shutdown` is cancelled or the node fails.
+pub async fn start(
+    config: &ServerConfig,
+    options: NodeOptions,
+    seams: Seams,
+    shutdown: CancellationToken,
+) -> Result<RunningServer, ServerStartError> {
+    let (node, driver) = Node::<JobQueue>::start(options, seams.clone(), shutdown.clone()).await?;
+    let service = Arc::new(QueueService::new(
+        node.clone(),
+        seams.clock.clone(),
+        shutdown.clone(),
+    ));
+    let bind_error = |source| ServerStartError::Bind {
+        address: config.client_address.clone(),
+        source,
+    };
+    let listener = seams
+        .network
+        .bind(&config.client_address)
+        .await
+        .map_err(bind_error)?;
+    let client_address = listener.local_address().map_err(bind_error)?;
+    let settings = ServerSettings {
+        node_id: config.node_id,
+        cluster_id: config.cluster_id.clone(),
+        client_secret: config.client_secret.clone().map(String::into_bytes),
+        frame_max_bytes: config.client_frame_max_bytes,
+        connections_max: config.client_connections_max,
+    };
+    let clients = tokio::spawn(serve(listener, Arc::clone(&service), settings, shutdown));
+    Ok(RunningServer {
+        node,
+        service,
+        client_address,
+        driver,
+        clients,
+    })
 }
 
 /// Serves clients on `listener` until `shutdown`, then waits for every

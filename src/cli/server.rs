@@ -8,10 +8,8 @@ use clap::Args;
 use raftq::config::{ConfigOverrides, ServerConfig};
 use raftq::node::clock::SystemClock;
 use raftq::node::net::TokioNetwork;
-use raftq::node::{Node, NodeOptions, Seams};
-use raftq::queue::JobQueue;
-use raftq::server::{self, ServerSettings};
-use raftq::service::QueueService;
+use raftq::node::{NodeOptions, Seams};
+use raftq::server;
 use raftq_storage::StdVfs;
 use tokio_util::sync::CancellationToken;
 use tracing::{error, info, warn};
@@ -47,31 +45,13 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
         vfs: Arc::new(StdVfs::new()),
     };
     let options = NodeOptions::from_server_config(&config, args.join);
-    let (node, driver) = Node::<JobQueue>::start(options, seams.clone(), shutdown.clone())
+    let running = server::start(&config, options, seams, shutdown.clone())
         .await
         .with_context(|| format!("cannot start node {}", config.node_id))?;
-    let service = Arc::new(QueueService::new(
-        node.clone(),
-        seams.clock.clone(),
-        shutdown.clone(),
-    ));
-    let listener = seams
-        .network
-        .bind(&config.client_address)
-        .await
-        .with_context(|| format!("cannot listen for clients on {}", config.client_address))?;
-    let settings = ServerSettings {
-        node_id: config.node_id,
-        cluster_id: config.cluster_id.clone(),
-        client_secret: config.client_secret.clone().map(String::into_bytes),
-        frame_max_bytes: config.client_frame_max_bytes,
-        connections_max: config.client_connections_max,
-    };
-    let clients = tokio::spawn(server::serve(listener, service, settings, shutdown.clone()));
     info!(
         node_id = config.node_id,
-        clients = %config.client_address,
-        peers = %node.peer_address(),
+        clients = %running.client_address,
+        peers = %running.node.peer_address(),
         data_dir = %config.data_dir.display(),
         "raftq node started"
     );
@@ -81,9 +61,9 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
         info!("shutting down");
         stop.cancel();
     });
-    let outcome = driver.await;
+    let outcome = running.driver.await;
     shutdown.cancel();
-    let _ = clients.await;
+    let _ = running.clients.await;
     match outcome {
         Ok(Ok(())) => {
             info!("stopped cleanly");

@@ -264,3 +264,4 @@ impl TestCluster {
         }
     }
 }
+pub mod servers;
