@@ -202,11 +202,15 @@ pub fn check_record(segment_id: u64, bytes: &[u8]) -> Result<RecordInfo, RecordD
     }
     let payload_bytes = read_u32(header, 4) as usize;
     if payload_bytes > RECORD_PAYLOAD_LIMIT_BYTES {
-        return Err(RecordDefect::Invalid("record length above the format limit"));
+        return Err(RecordDefect::Invalid(
+            "record length above the format limit",
+        ));
     }
     let total_bytes = record_total_bytes(payload_bytes);
     if total_bytes > bytes.len() {
-        return Err(RecordDefect::Invalid("record length runs past the segment end"));
+        return Err(RecordDefect::Invalid(
+            "record length runs past the segment end",
+        ));
     }
     let Some(kind) = RecordKind::from_code(header[24]) else {
         return Err(RecordDefect::Invalid("unknown record kind"));
@@ -253,7 +257,8 @@ mod tests {
     use super::*;
 
     fn record(segment_id: u64, index: u64, payload: &[u8]) -> Vec<u8> {
-        let mut bytes = encode_record_header(segment_id, RecordKind::Entry, index, 1, payload).to_vec();
+        let mut bytes =
+            encode_record_header(segment_id, RecordKind::Entry, index, 1, payload).to_vec();
         bytes.extend_from_slice(payload);
         bytes.resize(record_total_bytes(payload.len()), 0);
         bytes
@@ -263,9 +268,15 @@ mod tests {
     fn a_record_validates_only_under_the_segment_id_that_wrote_it() {
         let bytes = record(7, 3, b"hello");
         let info = check_record(7, &bytes).expect("valid under its own id");
-        assert_eq!((info.index, info.payload_bytes, info.kind), (3, 5, RecordKind::Entry));
+        assert_eq!(
+            (info.index, info.payload_bytes, info.kind),
+            (3, 5, RecordKind::Entry)
+        );
         assert_eq!(record_payload(&bytes, &info), b"hello");
-        assert_eq!(check_record(8, &bytes), Err(RecordDefect::Invalid("record CRC mismatch")));
+        assert_eq!(
+            check_record(8, &bytes),
+            Err(RecordDefect::Invalid("record CRC mismatch"))
+        );
     }
 
     #[test]
@@ -275,7 +286,10 @@ mod tests {
         for bit in 0..covered_bytes * 8 {
             let mut damaged = original.clone();
             damaged[bit / 8] ^= 1 << (bit % 8);
-            assert!(check_record(1, &damaged).is_err(), "bit {bit} flip went unnoticed");
+            assert!(
+                check_record(1, &damaged).is_err(),
+                "bit {bit} flip went unnoticed"
+            );
         }
     }
 
@@ -285,22 +299,33 @@ mod tests {
         bytes[4..8].copy_from_slice(&u32::MAX.to_le_bytes());
         assert_eq!(
             check_record(1, &bytes),
-            Err(RecordDefect::Invalid("record length above the format limit"))
+            Err(RecordDefect::Invalid(
+                "record length above the format limit"
+            ))
         );
         bytes[4..8].copy_from_slice(&1000u32.to_le_bytes());
         assert_eq!(
             check_record(1, &bytes),
-            Err(RecordDefect::Invalid("record length runs past the segment end"))
+            Err(RecordDefect::Invalid(
+                "record length runs past the segment end"
+            ))
         );
     }
 
     #[test]
     fn segment_header_round_trips_and_detects_damage() {
-        let header = SegmentHeader { segment_id: 9, first_index: 100, segment_size_bytes: 4096 };
+        let header = SegmentHeader {
+            segment_id: 9,
+            first_index: 100,
+            segment_size_bytes: 4096,
+        };
         let mut bytes = header.encode();
         assert_eq!(SegmentHeader::decode(&bytes), HeaderStatus::Valid(header));
         bytes[30] ^= 0x10;
-        assert!(matches!(SegmentHeader::decode(&bytes), HeaderStatus::Invalid(_)));
+        assert!(matches!(
+            SegmentHeader::decode(&bytes),
+            HeaderStatus::Invalid(_)
+        ));
         assert_eq!(SegmentHeader::decode(&[0u8; 64]), HeaderStatus::Zero);
     }
 }

@@ -98,7 +98,13 @@ impl Segment {
     }
 
     /// Writes a record at the end. The caller checked [`Segment::fits`].
-    pub fn write_record(&mut self, kind: RecordKind, index: u64, batch_first_index: u64, payload: &[u8]) {
+    pub fn write_record(
+        &mut self,
+        kind: RecordKind,
+        index: u64,
+        batch_first_index: u64,
+        payload: &[u8],
+    ) {
         debug_assert!(!self.sealed);
         let offset = self.written_bytes;
         let header = encode_record_header(self.id, kind, index, batch_first_index, payload);
@@ -131,7 +137,9 @@ impl Segment {
 
     /// Calls `visit` with the checked payload of the record at `index`.
     pub fn with_payload<T>(&self, index: u64, visit: impl FnOnce(&[u8]) -> T) -> Result<T> {
-        let (offset, end) = self.record_range(index).expect("index located in this segment");
+        let (offset, end) = self
+            .record_range(index)
+            .expect("index located in this segment");
         let mut visit = Some(visit);
         let mut outcome = None;
         self.region.inspect(offset, end - offset, &mut |bytes| {
@@ -302,7 +310,10 @@ mod tests {
     fn segment_file_names_sort_like_ids() {
         assert_eq!(parse_segment_file_name(&segment_file_name(42)), Some(42));
         assert!(segment_file_name(9) < segment_file_name(10));
-        assert_eq!(parse_segment_file_name("00000000000000000042.wal.tmp"), None);
+        assert_eq!(
+            parse_segment_file_name("00000000000000000042.wal.tmp"),
+            None
+        );
         assert_eq!(parse_segment_file_name("hardstate"), None);
     }
 }

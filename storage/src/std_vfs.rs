@@ -155,7 +155,10 @@ fn map_file(file: File) -> io::Result<Arc<dyn Region>> {
     let len_bytes = usize::try_from(file.metadata()?.len())
         .map_err(|_| io::Error::new(io::ErrorKind::InvalidData, "file too large to map"))?;
     if len_bytes == 0 {
-        return Err(io::Error::new(io::ErrorKind::InvalidData, "cannot map an empty file"));
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            "cannot map an empty file",
+        ));
     }
     let map = MmapRaw::map_raw(&file)?;
     Ok(Arc::new(MappedRegion {
@@ -192,7 +195,9 @@ impl std::fmt::Debug for MappedRegion {
 impl MappedRegion {
     fn check_range(&self, offset: usize, len: usize) {
         assert!(
-            offset.checked_add(len).is_some_and(|end| end <= self.len_bytes),
+            offset
+                .checked_add(len)
+                .is_some_and(|end| end <= self.len_bytes),
             "range {offset}+{len} outside a region of {} bytes",
             self.len_bytes
         );
@@ -206,18 +211,28 @@ impl Region for MappedRegion {
 
     fn write(&self, offset: usize, bytes: &[u8]) {
         self.check_range(offset, bytes.len());
-        let _exclusive = self.access.write().unwrap_or_else(|poison| poison.into_inner());
+        let _exclusive = self
+            .access
+            .write()
+            .unwrap_or_else(|poison| poison.into_inner());
         // SAFETY: the range is inside the mapping (checked above), the
         // mapping lives as long as `self`, and the exclusive lock keeps every
         // borrowed slice from `inspect` away while the bytes change.
         unsafe {
-            std::ptr::copy_nonoverlapping(bytes.as_ptr(), self.map.as_mut_ptr().add(offset), bytes.len());
+            std::ptr::copy_nonoverlapping(
+                bytes.as_ptr(),
+                self.map.as_mut_ptr().add(offset),
+                bytes.len(),
+            );
         }
     }
 
     fn zero(&self, offset: usize, len: usize) {
         self.check_range(offset, len);
-        let _exclusive = self.access.write().unwrap_or_else(|poison| poison.into_inner());
+        let _exclusive = self
+            .access
+            .write()
+            .unwrap_or_else(|poison| poison.into_inner());
         // SAFETY: as in `write`.
         unsafe {
             std::ptr::write_bytes(self.map.as_mut_ptr().add(offset), 0, len);
@@ -226,7 +241,10 @@ impl Region for MappedRegion {
 
     fn inspect(&self, offset: usize, len: usize, visit: &mut dyn FnMut(&[u8])) {
         self.check_range(offset, len);
-        let _shared = self.access.read().unwrap_or_else(|poison| poison.into_inner());
+        let _shared = self
+            .access
+            .read()
+            .unwrap_or_else(|poison| poison.into_inner());
         // SAFETY: the range is inside the live mapping, and no write happens
         // while the shared lock is held.
         let bytes = unsafe { std::slice::from_raw_parts(self.map.as_ptr().add(offset), len) };

@@ -85,15 +85,22 @@ struct State {
 
 impl State {
     fn tail(&self) -> &Segment {
-        self.segments.back().expect("the log always has a tail segment")
+        self.segments
+            .back()
+            .expect("the log always has a tail segment")
     }
 
     fn tail_mut(&mut self) -> &mut Segment {
-        self.segments.back_mut().expect("the log always has a tail segment")
+        self.segments
+            .back_mut()
+            .expect("the log always has a tail segment")
     }
 
     fn first_index(&self) -> u64 {
-        self.segments.front().expect("the log always has a tail segment").first_index
+        self.segments
+            .front()
+            .expect("the log always has a tail segment")
+            .first_index
     }
 
     fn locate(&self, index: u64) -> Result<&Segment> {
@@ -104,7 +111,9 @@ impl State {
                 last_index: self.next_index - 1,
             });
         }
-        let position = self.segments.partition_point(|segment| segment.first_index <= index);
+        let position = self
+            .segments
+            .partition_point(|segment| segment.first_index <= index);
         Ok(&self.segments[position - 1])
     }
 }
@@ -150,7 +159,9 @@ impl Wal {
             counters: Counters::default(),
             report: recovered.report,
         };
-        wal.prepare_spare()?;
+        // A full disk must not keep a log from opening: the error surfaces
+        // at the rollover that needs the segment.
+        wal.prepare_spare_quietly();
         Ok(wal)
     }
 
@@ -259,10 +270,16 @@ impl Wal {
             // the last rollover): prepare one here, stalling this append.
             let segment_id = state.next_segment_id;
             state.next_segment_id += 1;
-            let (path, region) =
-                create_segment_file(&*self.vfs, &self.dir, segment_id, self.config.segment_size_bytes)
-                    .map_err(|error| self.poison_unless_no_space(error))?;
-            state.spares.push_back(Segment::new(segment_id, path, 0, region));
+            let (path, region) = create_segment_file(
+                &*self.vfs,
+                &self.dir,
+                segment_id,
+                self.config.segment_size_bytes,
+            )
+            .map_err(|error| self.poison_unless_no_space(error))?;
+            state
+                .spares
+                .push_back(Segment::new(segment_id, path, 0, region));
         }
         Ok(())
     }
@@ -270,12 +287,18 @@ impl Wal {
     /// Seals the tail and continues in the next prepared segment, whose
     /// header the next sync writes once the seal is durable.
     fn roll_over(state: &mut State, batch_first_index: u64) {
-        let mut next = state.spares.pop_front().expect("spares ensured before writing");
+        let mut next = state
+            .spares
+            .pop_front()
+            .expect("spares ensured before writing");
         let next_index = state.next_index;
         next.first_index = next_index;
-        state
-            .tail_mut()
-            .write_record(RecordKind::Seal, next_index, batch_first_index, &next.id.to_le_bytes());
+        state.tail_mut().write_record(
+            RecordKind::Seal,
+            next_index,
+            batch_first_index,
+            &next.id.to_le_bytes(),
+        );
         state.segments.push_back(next);
     }
 
@@ -365,19 +388,30 @@ impl Wal {
             let items: Vec<SyncItem> = state
                 .segments
                 .iter()
-                .filter(|segment| !segment.header_durable || segment.written_bytes > segment.synced_bytes)
+                .filter(|segment| {
+                    !segment.header_durable || segment.written_bytes > segment.synced_bytes
+                })
                 .map(|segment| SyncItem {
                     segment_id: segment.id,
                     path: segment.path.clone(),
                     region: segment.region.clone(),
                     header: (!segment.header_durable).then(|| segment.header().encode()),
-                    from_bytes: if segment.header_durable { segment.synced_bytes } else { 0 },
+                    from_bytes: if segment.header_durable {
+                        segment.synced_bytes
+                    } else {
+                        0
+                    },
                     to_bytes: segment.written_bytes,
                 })
                 .collect();
             let hard_state_write = state.hard_state.pending_write();
             let hard_state_region = hard_state_write.as_ref().map(|_| state.hard_state.region());
-            (state.next_index - 1, items, hard_state_write, hard_state_region)
+            (
+                state.next_index - 1,
+                items,
+                hard_state_write,
+                hard_state_region,
+            )
         };
         if items.is_empty() && hard_state_write.is_none() {
             return Ok(self.durable_index());
@@ -396,12 +430,18 @@ impl Wal {
                 let path = self.lock_state().hard_state.path().to_path_buf();
                 self.poison(Error::io("sync hard state", path, error))
             })?;
-            self.counters.hard_state_syncs.fetch_add(1, Ordering::Relaxed);
+            self.counters
+                .hard_state_syncs
+                .fetch_add(1, Ordering::Relaxed);
         }
         self.counters.sync_batches.fetch_add(1, Ordering::Relaxed);
         let mut state = self.lock_state();
         for item in &items {
-            if let Some(segment) = state.segments.iter_mut().find(|segment| segment.id == item.segment_id) {
+            if let Some(segment) = state
+                .segments
+                .iter_mut()
+                .find(|segment| segment.id == item.segment_id)
+            {
                 segment.header_durable = true;
                 segment.synced_bytes = segment.synced_bytes.max(item.to_bytes);
             }
@@ -444,9 +484,13 @@ impl Wal {
             state.next_segment_id += 1;
             segment_id
         };
-        let (path, region) =
-            create_segment_file(&*self.vfs, &self.dir, segment_id, self.config.segment_size_bytes)
-                .map_err(|error| self.poison_unless_no_space(error))?;
+        let (path, region) = create_segment_file(
+            &*self.vfs,
+            &self.dir,
+            segment_id,
+            self.config.segment_size_bytes,
+        )
+        .map_err(|error| self.poison_unless_no_space(error))?;
         self.lock_state()
             .spares
             .push_back(Segment::new(segment_id, path, 0, region));
@@ -491,7 +535,9 @@ impl Wal {
             if total_bytes >= max_bytes && !records.is_empty() {
                 break;
             }
-            let record = state.locate(index)?.with_payload(index, Bytes::copy_from_slice)?;
+            let record = state
+                .locate(index)?
+                .with_payload(index, Bytes::copy_from_slice)?;
             total_bytes += record.len();
             records.push(record);
         }
@@ -513,7 +559,9 @@ impl Wal {
     pub fn truncate_suffix(&self, from: u64) -> Result<()> {
         self.check_poisoned()?;
         let guard = self.lock_sync();
-        let result = self.sync_step().and_then(|_| self.truncate_holding_sync(from));
+        let result = self
+            .sync_step()
+            .and_then(|_| self.truncate_holding_sync(from));
         drop(guard);
         self.finish_round();
         result
@@ -532,7 +580,10 @@ impl Wal {
         if from == state.next_index {
             return Ok(());
         }
-        let position = state.segments.partition_point(|segment| segment.first_index <= from) - 1;
+        let position = state
+            .segments
+            .partition_point(|segment| segment.first_index <= from)
+            - 1;
         let segment = &state.segments[position];
         let offset = segment
             .record_range(from)
@@ -584,7 +635,8 @@ impl Wal {
     }
 
     fn compact_holding_sync(&self, up_to: u64) -> Result<usize> {
-        let removable = |state: &State| state.segments.len() > 1 && state.segments[1].first_index <= up_to;
+        let removable =
+            |state: &State| state.segments.len() > 1 && state.segments[1].first_index <= up_to;
         if !removable(&self.lock_state()) {
             return Ok(0);
         }
@@ -648,7 +700,11 @@ impl Wal {
         )
         .map_err(|error| self.poison(error))?;
         let state = &mut *state;
-        let old: Vec<Segment> = state.segments.drain(..).chain(state.spares.drain(..)).collect();
+        let old: Vec<Segment> = state
+            .segments
+            .drain(..)
+            .chain(state.spares.drain(..))
+            .collect();
         for segment in &old {
             self.vfs
                 .remove_file(&segment.path)
@@ -692,15 +748,21 @@ impl Wal {
     }
 
     fn lock_state(&self) -> MutexGuard<'_, State> {
-        self.state.lock().unwrap_or_else(|poison| poison.into_inner())
+        self.state
+            .lock()
+            .unwrap_or_else(|poison| poison.into_inner())
     }
 
     fn lock_sync(&self) -> MutexGuard<'_, ()> {
-        self.sync_lock.lock().unwrap_or_else(|poison| poison.into_inner())
+        self.sync_lock
+            .lock()
+            .unwrap_or_else(|poison| poison.into_inner())
     }
 
     fn lock_round(&self) -> MutexGuard<'_, u64> {
-        self.sync_round.lock().unwrap_or_else(|poison| poison.into_inner())
+        self.sync_round
+            .lock()
+            .unwrap_or_else(|poison| poison.into_inner())
     }
 }
 
