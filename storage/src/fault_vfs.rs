@@ -225,7 +225,7 @@ impl Disk {
                     }
                 }
                 for (inode, page) in dirty_pages {
-                    if self.random.next() % 2 == 0 {
+                    if self.random.next().is_multiple_of(2) {
                         continue;
                     }
                     let file = &self.inodes[&inode];

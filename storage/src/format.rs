@@ -19,9 +19,9 @@ pub const SEAL_PAYLOAD_BYTES: usize = 8;
 /// Space reserved at the end of every segment so a seal always fits.
 pub const SEAL_RECORD_BYTES: usize = RECORD_HEADER_BYTES + SEAL_PAYLOAD_BYTES;
 
-const _: () = assert!(SEGMENT_HEADER_BYTES % RECORD_ALIGNMENT_BYTES == 0);
-const _: () = assert!(RECORD_HEADER_BYTES % RECORD_ALIGNMENT_BYTES == 0);
-const _: () = assert!(SEAL_RECORD_BYTES % RECORD_ALIGNMENT_BYTES == 0);
+const _: () = assert!(SEGMENT_HEADER_BYTES.is_multiple_of(RECORD_ALIGNMENT_BYTES));
+const _: () = assert!(RECORD_HEADER_BYTES.is_multiple_of(RECORD_ALIGNMENT_BYTES));
+const _: () = assert!(SEAL_RECORD_BYTES.is_multiple_of(RECORD_ALIGNMENT_BYTES));
 
 /// What a record holds.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

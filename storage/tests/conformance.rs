@@ -151,7 +151,7 @@ fn concurrent_durable_appends_each_get_their_own_records(disk: &dyn Disk) {
                 let mut mine = BTreeMap::new();
                 for sequence in 0..40u64 {
                     let record = payload(writer * 1000 + sequence);
-                    let indexes = wal.append_durable(&[record.clone()]).unwrap();
+                    let indexes = wal.append_durable(std::slice::from_ref(&record)).unwrap();
                     assert!(
                         wal.durable_index() >= indexes.start,
                         "told durable before it was"
