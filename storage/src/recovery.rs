@@ -266,7 +266,19 @@ pub fn recover(vfs: &dyn Vfs, dir: &Path, config: &WalConfig) -> Result<Recovere
     let mut segments = VecDeque::with_capacity(opened.len());
     let mut previous_seal: Option<Seal> = None;
     let mut unused = Vec::new();
+    if let Some(first) = opened.first() {
+        first.region.will_need();
+    }
+    let read_ahead: Vec<Arc<dyn Region>> = opened
+        .iter()
+        .skip(1)
+        .map(|segment| segment.region.clone())
+        .collect();
     for (position, segment) in opened.into_iter().enumerate() {
+        // Let the disk read the next segment while this one is checked.
+        if let Some(next) = read_ahead.get(position) {
+            next.will_need();
+        }
         let expected_index = segments
             .back()
             .map_or(0, |previous: &Segment| previous.next_index());

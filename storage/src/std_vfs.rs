@@ -6,7 +6,7 @@ use std::os::unix::fs::FileExt;
 use std::path::Path;
 use std::sync::{Arc, RwLock};
 
-use memmap2::MmapRaw;
+use memmap2::{Advice, MmapRaw};
 
 use crate::vfs::{Region, Vfs, WritableFile};
 
@@ -249,6 +249,11 @@ impl Region for MappedRegion {
         // while the shared lock is held.
         let bytes = unsafe { std::slice::from_raw_parts(self.map.as_ptr().add(offset), len) };
         visit(bytes);
+    }
+
+    fn will_need(&self) {
+        // Only a hint: a failure changes nothing but speed.
+        let _ = self.map.advise(Advice::WillNeed);
     }
 
     fn sync_range(&self, offset: usize, len: usize) -> io::Result<()> {
