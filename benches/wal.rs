@@ -8,7 +8,9 @@
 //! 3. Recovery time of a 1 GiB log (page cache warm, and cold after
 //!    `posix_fadvise(DONTNEED)` on every segment).
 //!
-//! Both preallocation modes of `StdVfs` are measured where it matters.
+//! Three setups of `StdVfs` are compared: mapped writes into fallocated
+//! segments (the default), mapped writes into zero-written segments, and
+//! pwrite into fallocated segments.
 //! Run with `cargo bench --bench wal`; the summary with the ratios is
 //! printed at the end.
 
@@ -22,7 +24,7 @@ use std::time::{Duration, Instant};
 
 use criterion::measurement::WallTime;
 use criterion::{BenchmarkGroup, BenchmarkId, Criterion, SamplingMode, Throughput};
-use raftq_storage::{Preallocation, StdVfs, Wal, WalConfig};
+use raftq_storage::{Preallocation, StdVfs, Wal, WalConfig, WriteMethod};
 
 const DURABLE_RECORD_BYTES: usize = 128;
 const WRITER_COUNTS: [usize; 3] = [1, 8, 64];
@@ -51,20 +53,49 @@ fn rate(name: &str) -> f64 {
     units as f64 / elapsed.as_secs_f64()
 }
 
-fn open_wal(dir: &Path, preallocation: Preallocation) -> Wal {
-    Wal::open(
-        Arc::new(StdVfs::with_preallocation(preallocation)),
-        dir,
-        WalConfig::default(),
-    )
-    .expect("open wal")
+/// The real Vfs setups compared: the default first.
+const SETUPS: [(&str, Preallocation, WriteMethod); 3] = [
+    (
+        "mapped_fallocate",
+        Preallocation::Fallocate,
+        WriteMethod::Mapped,
+    ),
+    (
+        "mapped_write-zeros",
+        Preallocation::WriteZeros,
+        WriteMethod::Mapped,
+    ),
+    (
+        "pwrite_fallocate",
+        Preallocation::Fallocate,
+        WriteMethod::Pwrite,
+    ),
+];
+
+fn open_wal(dir: &Path, preallocation: Preallocation, write_method: WriteMethod) -> Wal {
+    let vfs = StdVfs::new()
+        .preallocation(preallocation)
+        .write_method(write_method);
+    Wal::open(Arc::new(vfs), dir, WalConfig::default()).expect("open wal")
 }
 
-fn preallocation_name(preallocation: Preallocation) -> &'static str {
-    match preallocation {
-        Preallocation::Fallocate => "fallocate",
-        Preallocation::WriteZeros => "write-zeros",
-    }
+/// `write` + `fdatasync` of one record at a time on a plain file.
+fn bench_naive_durable(group: &mut BenchmarkGroup<'_, WallTime>, name: &str) {
+    group.bench_function(BenchmarkId::from_parameter(name), |bencher| {
+        let root = tempfile::tempdir().unwrap();
+        let mut file = File::create(root.path().join("naive")).unwrap();
+        let record = [0x5Au8; DURABLE_RECORD_BYTES];
+        bencher.iter_custom(|iterations| {
+            let start = Instant::now();
+            for _ in 0..iterations {
+                file.write_all(&record).unwrap();
+                file.sync_data().unwrap();
+            }
+            let elapsed = start.elapsed();
+            record_total(name, iterations, elapsed);
+            elapsed
+        });
+    });
 }
 
 fn durable_appends(criterion: &mut Criterion) {
@@ -75,15 +106,15 @@ fn durable_appends(criterion: &mut Criterion) {
     group.measurement_time(Duration::from_secs(3));
     group.throughput(Throughput::Elements(1));
 
-    for preallocation in [Preallocation::Fallocate, Preallocation::WriteZeros] {
+    for (setup, preallocation, write_method) in SETUPS {
         for writers in WRITER_COUNTS {
-            let name = format!(
-                "wal_{}_{writers}_writers",
-                preallocation_name(preallocation)
-            );
+            let name = format!("wal_{setup}_{writers}_writers");
+            // The disk is shared and its latency drifts: each configuration
+            // gets its own baseline, measured right before it.
+            bench_naive_durable(&mut group, &format!("naive_write_fdatasync_before_{name}"));
             group.bench_function(BenchmarkId::from_parameter(&name), |bencher| {
                 let root = tempfile::tempdir().unwrap();
-                let wal = Arc::new(open_wal(root.path(), preallocation));
+                let wal = Arc::new(open_wal(root.path(), preallocation, write_method));
                 let before = wal.stats();
                 bencher.iter_custom(|iterations| {
                     let per_writer = iterations.div_ceil(writers as u64);
@@ -160,12 +191,8 @@ fn bulk(criterion: &mut Criterion) {
 
     for record_bytes in BULK_RECORD_SIZES_BYTES {
         let records_per_sync = BULK_SYNC_EVERY_BYTES / record_bytes;
-        for preallocation in [Preallocation::Fallocate, Preallocation::WriteZeros] {
-            let name = format!(
-                "wal_{}_{}KiB",
-                preallocation_name(preallocation),
-                record_bytes >> 10
-            );
+        for (setup, preallocation, write_method) in SETUPS {
+            let name = format!("wal_{setup}_{}KiB", record_bytes >> 10);
             // Measured right before the log, as the disk's speed drifts.
             bench_plain_file(
                 &mut group,
@@ -174,7 +201,7 @@ fn bulk(criterion: &mut Criterion) {
             );
             group.bench_function(BenchmarkId::from_parameter(&name), |bencher| {
                 let root = tempfile::tempdir().unwrap();
-                let wal = open_wal(root.path(), preallocation);
+                let wal = open_wal(root.path(), preallocation, write_method);
                 let record = vec![0xC3u8; record_bytes];
                 let batch: Vec<&[u8]> = vec![&record; records_per_sync];
                 bencher.iter_custom(|iterations| {
@@ -219,7 +246,7 @@ fn recovery(criterion: &mut Criterion) {
         if dir.exists() {
             return;
         }
-        let wal = open_wal(dir, Preallocation::Fallocate);
+        let wal = open_wal(dir, Preallocation::Fallocate, WriteMethod::Mapped);
         let record = vec![0x11u8; RECOVERY_RECORD_BYTES];
         let batch: Vec<&[u8]> = vec![&record; 4096];
         let mut written = 0;
@@ -249,7 +276,7 @@ fn recovery(criterion: &mut Criterion) {
                         evict_from_page_cache(&dir);
                     }
                     let start = Instant::now();
-                    let wal = open_wal(&dir, Preallocation::Fallocate);
+                    let wal = open_wal(&dir, Preallocation::Fallocate, WriteMethod::Mapped);
                     elapsed += start.elapsed();
                     assert!(
                         wal.last_index() as usize * RECOVERY_RECORD_BYTES >= RECOVERY_LOG_BYTES
@@ -270,12 +297,9 @@ fn print_summary() {
         "durable appends of {DURABLE_RECORD_BYTES}-byte records, each against write+fdatasync per record measured just before it"
     );
     let fsyncs = FSYNCS_PER_RECORD.lock().unwrap().clone();
-    for preallocation in [Preallocation::Fallocate, Preallocation::WriteZeros] {
+    for (setup, _, _) in SETUPS {
         for writers in WRITER_COUNTS {
-            let name = format!(
-                "wal_{}_{writers}_writers",
-                preallocation_name(preallocation)
-            );
+            let name = format!("wal_{setup}_{writers}_writers");
             let records_per_second = rate(&name);
             let naive = rate(&format!("naive_write_fdatasync_before_{name}"));
             println!(
@@ -289,12 +313,8 @@ fn print_summary() {
         "bulk throughput, synced once per MiB, each against a plain file measured just before it"
     );
     for record_bytes in BULK_RECORD_SIZES_BYTES {
-        for preallocation in [Preallocation::Fallocate, Preallocation::WriteZeros] {
-            let name = format!(
-                "wal_{}_{}KiB",
-                preallocation_name(preallocation),
-                record_bytes >> 10
-            );
+        for (setup, _, _) in SETUPS {
+            let name = format!("wal_{setup}_{}KiB", record_bytes >> 10);
             let wal_rate = rate(&name);
             let plain_rate = rate(&format!("plain_file_before_{name}"));
             println!(

@@ -1,5 +1,6 @@
-//! One suite, two disks: every test here runs on real files (`StdVfs`) and
-//! on the in-memory fake (`FaultVfs`).
+//! One suite, every disk: each test here runs on real files (`StdVfs`, in
+//! its default setup and with pwrite into zero-written segments) and on the
+//! in-memory fake (`FaultVfs`).
 
 mod common;
 
@@ -13,6 +14,9 @@ macro_rules! conformance {
     ($($name:ident),* $(,)?) => {
         mod on_real_files {
             $( #[test] fn $name() { super::$name(&super::StdDisk::new()); } )*
+        }
+        mod on_real_files_written_with_pwrite {
+            $( #[test] fn $name() { super::$name(&super::StdDisk::written_with_pwrite()); } )*
         }
         mod on_fault_vfs {
             $( #[test] fn $name() { super::$name(&super::FakeDisk::new(7)); } )*

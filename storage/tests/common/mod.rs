@@ -7,7 +7,7 @@ use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use raftq_storage::{FaultVfs, Preallocation, StdVfs, Vfs, Wal, WalConfig};
+use raftq_storage::{FaultVfs, Preallocation, StdVfs, Vfs, Wal, WalConfig, WriteMethod};
 
 /// Segment size small enough that a few dozen records roll over.
 pub const SMALL_SEGMENT_BYTES: usize = 4096;
@@ -41,16 +41,26 @@ pub struct StdDisk {
 
 impl StdDisk {
     pub fn new() -> Self {
-        Self::with_preallocation(Preallocation::Fallocate)
+        Self::with(StdVfs::new())
     }
 
-    pub fn with_preallocation(preallocation: Preallocation) -> Self {
+    /// Zero-written segments, filled with pwrite: the other corner of the
+    /// real Vfs's options.
+    pub fn written_with_pwrite() -> Self {
+        Self::with(
+            StdVfs::new()
+                .preallocation(Preallocation::WriteZeros)
+                .write_method(WriteMethod::Pwrite),
+        )
+    }
+
+    fn with(vfs: StdVfs) -> Self {
         let root = tempfile::tempdir().expect("tempdir");
         let dir = root.path().join("wal");
         StdDisk {
             _root: root,
             dir,
-            vfs: Arc::new(StdVfs::with_preallocation(preallocation)),
+            vfs: Arc::new(vfs),
         }
     }
 }
