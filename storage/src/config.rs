@@ -66,7 +66,9 @@ impl WalConfig {
             )));
         }
         if self.initial_index == 0 {
-            return Err(Error::InvalidConfig("initial_index must be at least 1".into()));
+            return Err(Error::InvalidConfig(
+                "initial_index must be at least 1".into(),
+            ));
         }
         Ok(())
     }

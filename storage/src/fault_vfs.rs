@@ -90,7 +90,10 @@ impl SplitMix64 {
 }
 
 fn not_found(path: &Path) -> io::Error {
-    io::Error::new(io::ErrorKind::NotFound, format!("{} does not exist", path.display()))
+    io::Error::new(
+        io::ErrorKind::NotFound,
+        format!("{} does not exist", path.display()),
+    )
 }
 
 fn stale_handle() -> io::Error {
@@ -100,7 +103,9 @@ fn stale_handle() -> io::Error {
 impl Disk {
     fn used_bytes(&self) -> usize {
         let live: BTreeSet<u64> = self.names.values().copied().collect();
-        live.iter().map(|inode| self.inodes[inode].current.len()).sum()
+        live.iter()
+            .map(|inode| self.inodes[inode].current.len())
+            .sum()
     }
 
     fn reserve(&self, additional_bytes: usize) -> io::Result<()> {
@@ -220,7 +225,7 @@ impl Disk {
                     }
                 }
                 for (inode, page) in dirty_pages {
-                    if self.random.next() % 2 == 0 {
+                    if self.random.next().is_multiple_of(2) {
                         continue;
                     }
                     let file = &self.inodes[&inode];
@@ -276,7 +281,9 @@ impl FaultVfs {
     }
 
     fn disk(&self) -> MutexGuard<'_, Disk> {
-        self.disk.lock().unwrap_or_else(|poison| poison.into_inner())
+        self.disk
+            .lock()
+            .unwrap_or_else(|poison| poison.into_inner())
     }
 
     /// An independent copy of the whole disk, pending writes included, so a
@@ -301,7 +308,11 @@ impl FaultVfs {
 
     /// Total bytes written but not yet synced.
     pub fn unsynced_bytes(&self) -> usize {
-        self.disk().pending.iter().map(|write| write.bytes.len()).sum()
+        self.disk()
+            .pending
+            .iter()
+            .map(|write| write.bytes.len())
+            .sum()
     }
 
     /// Flips one bit of a file, in both the cached and the durable copy, as
@@ -311,7 +322,10 @@ impl FaultVfs {
         let inode = disk.inode_at(path)?;
         let file = disk.inodes.get_mut(&inode).expect("live inode");
         if offset >= file.current.len() {
-            return Err(io::Error::new(io::ErrorKind::InvalidInput, "offset past the end of the file"));
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "offset past the end of the file",
+            ));
         }
         file.current[offset] ^= 1 << (bit % 8);
         if offset < file.durable.len() {
@@ -359,6 +373,12 @@ impl FaultVfs {
         self.disk().syncs_before_failure = Some(successful_syncs);
     }
 
+    /// Cancels a sync failure scheduled by [`FaultVfs::fail_sync_after`]
+    /// that has not fired yet.
+    pub fn cancel_sync_failure(&self) {
+        self.disk().syncs_before_failure = None;
+    }
+
     /// Limits the total size of all files; growing past it fails with
     /// ENOSPC. `None` removes the limit.
     pub fn set_capacity_bytes(&self, capacity_bytes: Option<usize>) {
@@ -402,7 +422,10 @@ impl Vfs for FaultVfs {
     fn create_region(&self, path: &Path, len_bytes: usize) -> io::Result<Arc<dyn Region>> {
         let mut disk = self.disk();
         if disk.names.contains_key(path) {
-            return Err(io::Error::new(io::ErrorKind::AlreadyExists, format!("{} exists", path.display())));
+            return Err(io::Error::new(
+                io::ErrorKind::AlreadyExists,
+                format!("{} exists", path.display()),
+            ));
         }
         disk.reserve(len_bytes)?;
         let inode = disk.create_inode(path, vec![0; len_bytes], vec![0; len_bytes])?;
@@ -419,7 +442,10 @@ impl Vfs for FaultVfs {
         let inode = disk.inode_at(path)?;
         let len_bytes = disk.inodes[&inode].current.len();
         if len_bytes == 0 {
-            return Err(io::Error::new(io::ErrorKind::InvalidData, "cannot map an empty file"));
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                "cannot map an empty file",
+            ));
         }
         Ok(Arc::new(FaultRegion {
             disk: self.disk.clone(),
@@ -491,13 +517,18 @@ struct FaultRegion {
 impl FaultRegion {
     /// The disk, if this handle survived every crash so far.
     fn live_disk(&self) -> Option<MutexGuard<'_, Disk>> {
-        let disk = self.disk.lock().unwrap_or_else(|poison| poison.into_inner());
+        let disk = self
+            .disk
+            .lock()
+            .unwrap_or_else(|poison| poison.into_inner());
         (disk.generation == self.generation).then_some(disk)
     }
 
     fn check_range(&self, offset: usize, len: usize) {
         assert!(
-            offset.checked_add(len).is_some_and(|end| end <= self.len_bytes),
+            offset
+                .checked_add(len)
+                .is_some_and(|end| end <= self.len_bytes),
             "range {offset}+{len} outside a region of {} bytes",
             self.len_bytes
         );
@@ -537,7 +568,9 @@ impl Region for FaultRegion {
         };
         disk.take_sync_failure()?;
         let start = offset / FAULT_PAGE_BYTES * FAULT_PAGE_BYTES;
-        let end = (offset + len).next_multiple_of(FAULT_PAGE_BYTES).min(self.len_bytes);
+        let end = (offset + len)
+            .next_multiple_of(FAULT_PAGE_BYTES)
+            .min(self.len_bytes);
         disk.make_durable(self.inode, start, end);
         Ok(())
     }
@@ -553,7 +586,10 @@ struct FaultFile {
 
 impl FaultFile {
     fn live_disk(&self) -> io::Result<MutexGuard<'_, Disk>> {
-        let disk = self.disk.lock().unwrap_or_else(|poison| poison.into_inner());
+        let disk = self
+            .disk
+            .lock()
+            .unwrap_or_else(|poison| poison.into_inner());
         if disk.generation != self.generation {
             return Err(stale_handle());
         }
@@ -605,7 +641,10 @@ mod tests {
         vfs.crash();
         let bytes = vfs.contents(&path).unwrap();
         assert_eq!(&bytes[0..6], b"synced");
-        assert_eq!(&bytes[FAULT_PAGE_BYTES * 2..FAULT_PAGE_BYTES * 2 + 4], &[0; 4]);
+        assert_eq!(
+            &bytes[FAULT_PAGE_BYTES * 2..FAULT_PAGE_BYTES * 2 + 4],
+            &[0; 4]
+        );
     }
 
     #[test]
@@ -637,15 +676,23 @@ mod tests {
             let vfs = FaultVfs::new(seed);
             let dir = PathBuf::from("/d");
             vfs.create_dir_all(&dir).unwrap();
-            let region = vfs.create_region(&dir.join("a"), 16 * FAULT_PAGE_BYTES).unwrap();
+            let region = vfs
+                .create_region(&dir.join("a"), 16 * FAULT_PAGE_BYTES)
+                .unwrap();
             vfs.sync_dir(&dir).unwrap();
             region.write(0, &vec![7; 16 * FAULT_PAGE_BYTES]);
             vfs.crash_with(CrashMode::KeepRandomPages);
             vfs.contents(&dir.join("a")).unwrap()
         };
         assert_eq!(outcome(5), outcome(5));
-        let kept_pages = outcome(5).chunks(FAULT_PAGE_BYTES).filter(|page| page[0] == 7).count();
-        assert!(kept_pages > 0 && kept_pages < 16, "kept {kept_pages} of 16 pages");
+        let kept_pages = outcome(5)
+            .chunks(FAULT_PAGE_BYTES)
+            .filter(|page| page[0] == 7)
+            .count();
+        assert!(
+            kept_pages > 0 && kept_pages < 16,
+            "kept {kept_pages} of 16 pages"
+        );
     }
 
     #[test]
@@ -667,9 +714,12 @@ mod tests {
         let (vfs, dir) = setup();
         vfs.set_capacity_bytes(Some(2 * FAULT_PAGE_BYTES));
         vfs.create_region(&dir.join("a"), FAULT_PAGE_BYTES).unwrap();
-        let error = vfs.create_region(&dir.join("b"), 2 * FAULT_PAGE_BYTES).unwrap_err();
+        let error = vfs
+            .create_region(&dir.join("b"), 2 * FAULT_PAGE_BYTES)
+            .unwrap_err();
         assert_eq!(error.raw_os_error(), Some(libc::ENOSPC));
         vfs.remove_file(&dir.join("a")).unwrap();
-        vfs.create_region(&dir.join("b"), 2 * FAULT_PAGE_BYTES).unwrap();
+        vfs.create_region(&dir.join("b"), 2 * FAULT_PAGE_BYTES)
+            .unwrap();
     }
 }

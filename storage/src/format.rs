@@ -19,9 +19,9 @@ pub const SEAL_PAYLOAD_BYTES: usize = 8;
 /// Space reserved at the end of every segment so a seal always fits.
 pub const SEAL_RECORD_BYTES: usize = RECORD_HEADER_BYTES + SEAL_PAYLOAD_BYTES;
 
-const _: () = assert!(SEGMENT_HEADER_BYTES % RECORD_ALIGNMENT_BYTES == 0);
-const _: () = assert!(RECORD_HEADER_BYTES % RECORD_ALIGNMENT_BYTES == 0);
-const _: () = assert!(SEAL_RECORD_BYTES % RECORD_ALIGNMENT_BYTES == 0);
+const _: () = assert!(SEGMENT_HEADER_BYTES.is_multiple_of(RECORD_ALIGNMENT_BYTES));
+const _: () = assert!(RECORD_HEADER_BYTES.is_multiple_of(RECORD_ALIGNMENT_BYTES));
+const _: () = assert!(SEAL_RECORD_BYTES.is_multiple_of(RECORD_ALIGNMENT_BYTES));
 
 /// What a record holds.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -161,7 +161,7 @@ pub const fn record_total_bytes(payload_bytes: usize) -> usize {
 /// `segment_id:u64 ‖ header bytes 4..32 ‖ payload`, so a record copied from
 /// another segment, or left from an earlier use of the space, never validates.
 pub fn encode_record_header(
-    segment_id: u64,
+    seed: CrcSeed,
     kind: RecordKind,
     index: u64,
     batch_first_index: u64,
@@ -174,22 +174,30 @@ pub fn encode_record_header(
     header[8..16].copy_from_slice(&index.to_le_bytes());
     header[16..24].copy_from_slice(&batch_first_index.to_le_bytes());
     header[24] = kind.code();
-    let crc = record_crc(segment_id, &header, payload);
+    let mut hasher = crc32fast::Hasher::new_with_initial(seed.0);
+    hasher.update(&header[4..RECORD_HEADER_BYTES]);
+    hasher.update(payload);
+    let crc = hasher.finalize();
     header[0..4].copy_from_slice(&crc.to_le_bytes());
     header
 }
 
-fn record_crc(segment_id: u64, header: &[u8], payload: &[u8]) -> u32 {
-    let mut hasher = crc32fast::Hasher::new();
-    hasher.update(&segment_id.to_le_bytes());
-    hasher.update(&header[4..RECORD_HEADER_BYTES]);
-    hasher.update(payload);
-    hasher.finalize()
+/// The CRC-32 state after hashing a segment id: every record CRC in that
+/// segment continues from it, so the id is hashed once per segment rather
+/// than once per record.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct CrcSeed(u32);
+
+impl CrcSeed {
+    /// The seed of segment `segment_id`.
+    pub fn for_segment(segment_id: u64) -> Self {
+        CrcSeed(crc32fast::hash(&segment_id.to_le_bytes()))
+    }
 }
 
 /// Checks the record that starts at `bytes[0]`; `bytes` runs to the end of
 /// the segment, so a length that points past it is rejected before use.
-pub fn check_record(segment_id: u64, bytes: &[u8]) -> Result<RecordInfo, RecordDefect> {
+pub fn check_record(seed: CrcSeed, bytes: &[u8]) -> Result<RecordInfo, RecordDefect> {
     let Some(header) = bytes.get(..RECORD_HEADER_BYTES) else {
         return if bytes.iter().all(|&byte| byte == 0) {
             Err(RecordDefect::Zero)
@@ -202,11 +210,15 @@ pub fn check_record(segment_id: u64, bytes: &[u8]) -> Result<RecordInfo, RecordD
     }
     let payload_bytes = read_u32(header, 4) as usize;
     if payload_bytes > RECORD_PAYLOAD_LIMIT_BYTES {
-        return Err(RecordDefect::Invalid("record length above the format limit"));
+        return Err(RecordDefect::Invalid(
+            "record length above the format limit",
+        ));
     }
     let total_bytes = record_total_bytes(payload_bytes);
     if total_bytes > bytes.len() {
-        return Err(RecordDefect::Invalid("record length runs past the segment end"));
+        return Err(RecordDefect::Invalid(
+            "record length runs past the segment end",
+        ));
     }
     let Some(kind) = RecordKind::from_code(header[24]) else {
         return Err(RecordDefect::Invalid("unknown record kind"));
@@ -214,8 +226,11 @@ pub fn check_record(segment_id: u64, bytes: &[u8]) -> Result<RecordInfo, RecordD
     if header[25..32].iter().any(|&byte| byte != 0) {
         return Err(RecordDefect::Invalid("nonzero reserved header bytes"));
     }
-    let payload = &bytes[RECORD_HEADER_BYTES..RECORD_HEADER_BYTES + payload_bytes];
-    if record_crc(segment_id, header, payload) != read_u32(header, 0) {
+    // Header bytes 4..32 and the payload are contiguous: one update lets
+    // crc32fast use its wide SIMD path.
+    let mut hasher = crc32fast::Hasher::new_with_initial(seed.0);
+    hasher.update(&bytes[4..RECORD_HEADER_BYTES + payload_bytes]);
+    if hasher.finalize() != read_u32(header, 0) {
         return Err(RecordDefect::Invalid("record CRC mismatch"));
     }
     let index = read_u64(header, 8);
@@ -253,19 +268,40 @@ mod tests {
     use super::*;
 
     fn record(segment_id: u64, index: u64, payload: &[u8]) -> Vec<u8> {
-        let mut bytes = encode_record_header(segment_id, RecordKind::Entry, index, 1, payload).to_vec();
+        let mut bytes = encode_record_header(
+            CrcSeed::for_segment(segment_id),
+            RecordKind::Entry,
+            index,
+            1,
+            payload,
+        )
+        .to_vec();
         bytes.extend_from_slice(payload);
         bytes.resize(record_total_bytes(payload.len()), 0);
         bytes
     }
 
     #[test]
+    fn a_seeded_crc_equals_the_crc_of_the_id_followed_by_the_record() {
+        let bytes = record(0x0123_4567_89ab_cdef, 5, b"some payload");
+        let mut covered = 0x0123_4567_89ab_cdefu64.to_le_bytes().to_vec();
+        covered.extend_from_slice(&bytes[4..RECORD_HEADER_BYTES + 12]);
+        assert_eq!(crc32fast::hash(&covered), read_u32(&bytes, 0));
+    }
+
+    #[test]
     fn a_record_validates_only_under_the_segment_id_that_wrote_it() {
         let bytes = record(7, 3, b"hello");
-        let info = check_record(7, &bytes).expect("valid under its own id");
-        assert_eq!((info.index, info.payload_bytes, info.kind), (3, 5, RecordKind::Entry));
+        let info = check_record(CrcSeed::for_segment(7), &bytes).expect("valid under its own id");
+        assert_eq!(
+            (info.index, info.payload_bytes, info.kind),
+            (3, 5, RecordKind::Entry)
+        );
         assert_eq!(record_payload(&bytes, &info), b"hello");
-        assert_eq!(check_record(8, &bytes), Err(RecordDefect::Invalid("record CRC mismatch")));
+        assert_eq!(
+            check_record(CrcSeed::for_segment(8), &bytes),
+            Err(RecordDefect::Invalid("record CRC mismatch"))
+        );
     }
 
     #[test]
@@ -275,7 +311,10 @@ mod tests {
         for bit in 0..covered_bytes * 8 {
             let mut damaged = original.clone();
             damaged[bit / 8] ^= 1 << (bit % 8);
-            assert!(check_record(1, &damaged).is_err(), "bit {bit} flip went unnoticed");
+            assert!(
+                check_record(CrcSeed::for_segment(1), &damaged).is_err(),
+                "bit {bit} flip went unnoticed"
+            );
         }
     }
 
@@ -284,23 +323,34 @@ mod tests {
         let mut bytes = record(1, 1, b"x");
         bytes[4..8].copy_from_slice(&u32::MAX.to_le_bytes());
         assert_eq!(
-            check_record(1, &bytes),
-            Err(RecordDefect::Invalid("record length above the format limit"))
+            check_record(CrcSeed::for_segment(1), &bytes),
+            Err(RecordDefect::Invalid(
+                "record length above the format limit"
+            ))
         );
         bytes[4..8].copy_from_slice(&1000u32.to_le_bytes());
         assert_eq!(
-            check_record(1, &bytes),
-            Err(RecordDefect::Invalid("record length runs past the segment end"))
+            check_record(CrcSeed::for_segment(1), &bytes),
+            Err(RecordDefect::Invalid(
+                "record length runs past the segment end"
+            ))
         );
     }
 
     #[test]
     fn segment_header_round_trips_and_detects_damage() {
-        let header = SegmentHeader { segment_id: 9, first_index: 100, segment_size_bytes: 4096 };
+        let header = SegmentHeader {
+            segment_id: 9,
+            first_index: 100,
+            segment_size_bytes: 4096,
+        };
         let mut bytes = header.encode();
         assert_eq!(SegmentHeader::decode(&bytes), HeaderStatus::Valid(header));
         bytes[30] ^= 0x10;
-        assert!(matches!(SegmentHeader::decode(&bytes), HeaderStatus::Invalid(_)));
+        assert!(matches!(
+            SegmentHeader::decode(&bytes),
+            HeaderStatus::Invalid(_)
+        ));
         assert_eq!(SegmentHeader::decode(&[0u8; 64]), HeaderStatus::Zero);
     }
 }

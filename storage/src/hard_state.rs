@@ -67,7 +67,10 @@ fn decode_slot(slot: &[u8]) -> SlotStatus {
     }
     let sequence = read_u64(slot, 0);
     let length = read_u32(slot, 8) as usize;
-    if sequence == 0 || length > HARD_STATE_MAX_BYTES || slot_crc(slot, length) != read_u32(slot, 12) {
+    if sequence == 0
+        || length > HARD_STATE_MAX_BYTES
+        || slot_crc(slot, length) != read_u32(slot, 12)
+    {
         return SlotStatus::Invalid;
     }
     SlotStatus::Valid {
@@ -100,14 +103,26 @@ impl HardStateFile {
         if region.len_bytes() != FILE_BYTES {
             return Err(Error::CorruptFile {
                 path,
-                reason: format!("hard-state file is {} bytes, expected {FILE_BYTES}", region.len_bytes()),
+                reason: format!(
+                    "hard-state file is {} bytes, expected {FILE_BYTES}",
+                    region.len_bytes()
+                ),
             });
         }
+        // A slot written just before a process crash may sit in the page
+        // cache only; it is about to be used as the durable value.
+        region
+            .sync_range(0, FILE_BYTES)
+            .map_err(|error| Error::io("sync hard state", &path, error))?;
         let mut slots = Vec::with_capacity(2);
         for slot in 0..2 {
-            region.inspect(slot * HARD_STATE_SLOT_BYTES, HARD_STATE_SLOT_BYTES, &mut |bytes| {
-                slots.push(decode_slot(bytes));
-            });
+            region.inspect(
+                slot * HARD_STATE_SLOT_BYTES,
+                HARD_STATE_SLOT_BYTES,
+                &mut |bytes| {
+                    slots.push(decode_slot(bytes));
+                },
+            );
         }
         let (sequence, value) = match (&slots[0], &slots[1]) {
             (SlotStatus::Invalid, SlotStatus::Invalid) => {
@@ -116,12 +131,24 @@ impl HardStateFile {
                     reason: "both hard-state slots are damaged".into(),
                 });
             }
-            (SlotStatus::Valid { sequence: a, value: first }, SlotStatus::Valid { sequence: b, value: second }) => {
-                if a > b { (*a, first.clone()) } else { (*b, second.clone()) }
+            (
+                SlotStatus::Valid {
+                    sequence: a,
+                    value: first,
+                },
+                SlotStatus::Valid {
+                    sequence: b,
+                    value: second,
+                },
+            ) => {
+                if a > b {
+                    (*a, first.clone())
+                } else {
+                    (*b, second.clone())
+                }
             }
-            (SlotStatus::Valid { sequence, value }, _) | (_, SlotStatus::Valid { sequence, value }) => {
-                (*sequence, value.clone())
-            }
+            (SlotStatus::Valid { sequence, value }, _)
+            | (_, SlotStatus::Valid { sequence, value }) => (*sequence, value.clone()),
             _ => (0, Vec::new()),
         };
         Ok(HardStateFile {

@@ -149,8 +149,15 @@ mod tests {
     #[test]
     fn intents_round_trip_and_damage_is_rejected() {
         for intent in [
-            Intent::TruncateSuffix { segment_id: 3, offset: 4096, index: 77 },
-            Intent::Reset { segment_id: 9, next_index: 1000 },
+            Intent::TruncateSuffix {
+                segment_id: 3,
+                offset: 4096,
+                index: 77,
+            },
+            Intent::Reset {
+                segment_id: 9,
+                next_index: 1000,
+            },
         ] {
             let mut bytes = intent.encode();
             assert_eq!(Intent::decode(&bytes), Some(intent));

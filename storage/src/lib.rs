@@ -185,6 +185,6 @@ pub use intent::INTENT_FILE_NAME;
 pub use recovery::{CompletedIntent, RecoveryReport, TailCut};
 pub use segment::segment_file_name;
 pub use snapshot::{SNAPSHOT_META_MAX_BYTES, Snapshot, SnapshotStore, SnapshotWriter};
-pub use std_vfs::{Preallocation, StdVfs};
+pub use std_vfs::{Preallocation, StdVfs, WriteMethod};
 pub use vfs::{Region, Vfs, WritableFile};
 pub use wal::{Entries, Wal, WalStats};

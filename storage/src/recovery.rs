@@ -86,7 +86,10 @@ fn io_error(operation: &'static str, path: &Path) -> impl FnOnce(std::io::Error)
 
 fn segment_ids(vfs: &dyn Vfs, dir: &Path) -> Result<(Vec<u64>, bool)> {
     let names = vfs.list_dir(dir).map_err(io_error("list directory", dir))?;
-    let mut ids: Vec<u64> = names.iter().filter_map(|name| parse_segment_file_name(name)).collect();
+    let mut ids: Vec<u64> = names
+        .iter()
+        .filter_map(|name| parse_segment_file_name(name))
+        .collect();
     ids.sort_unstable();
     let has_hard_state = names.iter().any(|name| name == HARD_STATE_FILE_NAME);
     Ok((ids, has_hard_state))
@@ -97,7 +100,8 @@ fn remove_and_sync(vfs: &dyn Vfs, dir: &Path, paths: &[PathBuf]) -> Result<()> {
         return Ok(());
     }
     for path in paths {
-        vfs.remove_file(path).map_err(io_error("remove segment", path))?;
+        vfs.remove_file(path)
+            .map_err(io_error("remove segment", path))?;
     }
     vfs.sync_dir(dir).map_err(io_error("sync directory", dir))
 }
@@ -131,7 +135,11 @@ pub fn create_first_segment(
 fn zero_from(region: &dyn Region, offset: usize, path: &Path) -> Result<usize> {
     let mut nonzero_end = offset;
     region.inspect(offset, region.len_bytes() - offset, &mut |bytes| {
-        nonzero_end = offset + bytes.iter().rposition(|&byte| byte != 0).map_or(0, |last| last + 1);
+        nonzero_end = offset
+            + bytes
+                .iter()
+                .rposition(|&byte| byte != 0)
+                .map_or(0, |last| last + 1);
     });
     let zeroed = nonzero_end - offset;
     if zeroed > 0 {
@@ -167,7 +175,9 @@ fn finish_intent(vfs: &dyn Vfs, dir: &Path, intent: Intent, config: &WalConfig) 
                 .map(|&id| dir.join(segment_file_name(id)))
                 .collect();
             remove_and_sync(vfs, dir, &later)?;
-            let region = vfs.open_region(&path).map_err(io_error("open segment", &path))?;
+            let region = vfs
+                .open_region(&path)
+                .map_err(io_error("open segment", &path))?;
             zero_from(&*region, offset as usize, &path)?;
         }
         Intent::Reset {
@@ -181,7 +191,9 @@ fn finish_intent(vfs: &dyn Vfs, dir: &Path, intent: Intent, config: &WalConfig) 
                 segment_size_bytes: 0,
             };
             if ids.contains(&segment_id) {
-                let region = vfs.open_region(&path).map_err(io_error("open segment", &path))?;
+                let region = vfs
+                    .open_region(&path)
+                    .map_err(io_error("open segment", &path))?;
                 let header = SegmentHeader {
                     segment_size_bytes: region.len_bytes() as u64,
                     ..header
@@ -203,7 +215,8 @@ fn finish_intent(vfs: &dyn Vfs, dir: &Path, intent: Intent, config: &WalConfig) 
 
 /// Recovers the log in `dir`, creating an empty one if there is none.
 pub fn recover(vfs: &dyn Vfs, dir: &Path, config: &WalConfig) -> Result<Recovered> {
-    vfs.create_dir_all(dir).map_err(io_error("create directory", dir))?;
+    vfs.create_dir_all(dir)
+        .map_err(io_error("create directory", dir))?;
     let mut report = RecoveryReport::default();
     if let Some(intent) = read_intent(vfs, dir)? {
         tracing::warn!(?intent, "finishing an operation interrupted by a crash");
@@ -218,11 +231,17 @@ pub fn recover(vfs: &dyn Vfs, dir: &Path, config: &WalConfig) -> Result<Recovere
     let mut opened = Vec::with_capacity(ids.len());
     for &id in &ids {
         let path = dir.join(segment_file_name(id));
-        let region = vfs.open_region(&path).map_err(io_error("open segment", &path))?;
+        let region = vfs
+            .open_region(&path)
+            .map_err(io_error("open segment", &path))?;
         let mut header = HeaderStatus::Invalid("unread");
-        region.inspect(0, SEGMENT_HEADER_BYTES.min(region.len_bytes()), &mut |bytes| {
-            header = SegmentHeader::decode(bytes);
-        });
+        region.inspect(
+            0,
+            SEGMENT_HEADER_BYTES.min(region.len_bytes()),
+            &mut |bytes| {
+                header = SegmentHeader::decode(bytes);
+            },
+        );
         opened.push(OpenedSegment {
             id,
             path,
@@ -247,8 +266,22 @@ pub fn recover(vfs: &dyn Vfs, dir: &Path, config: &WalConfig) -> Result<Recovere
     let mut segments = VecDeque::with_capacity(opened.len());
     let mut previous_seal: Option<Seal> = None;
     let mut unused = Vec::new();
+    if let Some(first) = opened.first() {
+        first.region.will_need();
+    }
+    let read_ahead: Vec<Arc<dyn Region>> = opened
+        .iter()
+        .skip(1)
+        .map(|segment| segment.region.clone())
+        .collect();
     for (position, segment) in opened.into_iter().enumerate() {
-        let expected_index = segments.back().map_or(0, |previous: &Segment| previous.next_index());
+        // Let the disk read the next segment while this one is checked.
+        if let Some(next) = read_ahead.get(position) {
+            next.will_need();
+        }
+        let expected_index = segments
+            .back()
+            .map_or(0, |previous: &Segment| previous.next_index());
         match segment.header {
             HeaderStatus::Invalid(reason) => {
                 return Err(Error::corruption(segment.path, 0, expected_index, reason));
@@ -312,12 +345,24 @@ fn recover_segment(
     spare_ids: &[u64],
     report: &mut RecoveryReport,
 ) -> Result<(Segment, Option<Seal>)> {
-    let OpenedSegment { id, path, region, .. } = opened;
+    let OpenedSegment {
+        id, path, region, ..
+    } = opened;
     if header.segment_id != id {
-        return Err(Error::corruption(path, 0, header.first_index, "header names another segment id"));
+        return Err(Error::corruption(
+            path,
+            0,
+            header.first_index,
+            "header names another segment id",
+        ));
     }
     if header.segment_size_bytes != region.len_bytes() as u64 {
-        return Err(Error::corruption(path, 0, header.first_index, "file length differs from its header"));
+        return Err(Error::corruption(
+            path,
+            0,
+            header.first_index,
+            "file length differs from its header",
+        ));
     }
     if let Some((previous, seal)) = previous {
         // The previous segment is sealed (anything else was rejected below),
@@ -334,7 +379,11 @@ fn recover_segment(
                 path,
                 0,
                 previous.next_index(),
-                format!("segment starts at index {}, expected {}", header.first_index, previous.next_index()),
+                format!(
+                    "segment starts at index {}, expected {}",
+                    header.first_index,
+                    previous.next_index()
+                ),
             ));
         }
     }
@@ -424,6 +473,13 @@ fn recover_segment(
             reason: scan.stop_reason.into(),
         });
     }
+    // After a process crash the page cache may still hold records that no
+    // sync covered. They are part of the log from now on, so make them
+    // durable before anyone is told they are.
+    segment
+        .region
+        .sync_range(0, scan.stop_offset)
+        .map_err(io_error("sync segment", &segment.path))?;
     segment.written_bytes = scan.stop_offset;
     segment.synced_bytes = scan.stop_offset;
     Ok((segment, None))

@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use crate::error::{Error, Result};
 use crate::format::{
-    RECORD_ALIGNMENT_BYTES, RECORD_HEADER_BYTES, RecordDefect, RecordInfo, RecordKind,
+    CrcSeed, RECORD_ALIGNMENT_BYTES, RECORD_HEADER_BYTES, RecordDefect, RecordInfo, RecordKind,
     SEAL_RECORD_BYTES, SEGMENT_HEADER_BYTES, SegmentHeader, check_record, encode_record_header,
     read_u64, record_payload, record_total_bytes,
 };
@@ -34,6 +34,8 @@ pub fn parse_segment_file_name(name: &str) -> Option<u64> {
 pub struct Segment {
     /// Never reused; seeds the record CRCs.
     pub id: u64,
+    /// The CRC state derived from `id`.
+    pub crc_seed: CrcSeed,
     /// Path of the file.
     pub path: PathBuf,
     /// Index of the first record.
@@ -65,6 +67,7 @@ impl Segment {
         let capacity = region.len_bytes() / OFFSET_SLOT_PER_BYTES;
         Segment {
             id,
+            crc_seed: CrcSeed::for_segment(id),
             path,
             first_index,
             region,
@@ -98,10 +101,16 @@ impl Segment {
     }
 
     /// Writes a record at the end. The caller checked [`Segment::fits`].
-    pub fn write_record(&mut self, kind: RecordKind, index: u64, batch_first_index: u64, payload: &[u8]) {
+    pub fn write_record(
+        &mut self,
+        kind: RecordKind,
+        index: u64,
+        batch_first_index: u64,
+        payload: &[u8],
+    ) {
         debug_assert!(!self.sealed);
         let offset = self.written_bytes;
-        let header = encode_record_header(self.id, kind, index, batch_first_index, payload);
+        let header = encode_record_header(self.crc_seed, kind, index, batch_first_index, payload);
         self.region.write(offset, &header);
         self.region.write(offset + RECORD_HEADER_BYTES, payload);
         // Padding is already zero: the space past `written_bytes` is either
@@ -131,11 +140,13 @@ impl Segment {
 
     /// Calls `visit` with the checked payload of the record at `index`.
     pub fn with_payload<T>(&self, index: u64, visit: impl FnOnce(&[u8]) -> T) -> Result<T> {
-        let (offset, end) = self.record_range(index).expect("index located in this segment");
+        let (offset, end) = self
+            .record_range(index)
+            .expect("index located in this segment");
         let mut visit = Some(visit);
         let mut outcome = None;
         self.region.inspect(offset, end - offset, &mut |bytes| {
-            outcome = Some(match check_record(self.id, bytes) {
+            outcome = Some(match check_record(self.crc_seed, bytes) {
                 Ok(info) if info.kind == RecordKind::Entry && info.index == index => {
                     let visit = visit.take().expect("visited once");
                     Ok(visit(record_payload(bytes, &info)))
@@ -195,17 +206,17 @@ pub struct ScanOutcome {
 pub fn scan_segment(region: &dyn Region, segment_id: u64, first_index: u64) -> ScanOutcome {
     let mut outcome = ScanOutcome::default();
     region.inspect(0, region.len_bytes(), &mut |bytes| {
-        outcome = scan_bytes(bytes, segment_id, first_index);
+        outcome = scan_bytes(bytes, CrcSeed::for_segment(segment_id), first_index);
     });
     outcome
 }
 
-fn scan_bytes(bytes: &[u8], segment_id: u64, first_index: u64) -> ScanOutcome {
+fn scan_bytes(bytes: &[u8], seed: CrcSeed, first_index: u64) -> ScanOutcome {
     let mut outcome = ScanOutcome::default();
     let mut offset = SEGMENT_HEADER_BYTES;
     let mut expected_index = first_index;
     loop {
-        match check_record(segment_id, &bytes[offset..]) {
+        match check_record(seed, &bytes[offset..]) {
             Ok(info) if info.index == expected_index => match info.kind {
                 RecordKind::Entry => {
                     outcome.record_offsets.push(offset as u32);
@@ -239,13 +250,13 @@ fn scan_bytes(bytes: &[u8], segment_id: u64, first_index: u64) -> ScanOutcome {
     outcome.records_end_bytes = offset;
     outcome.stop_offset = offset;
     if outcome.seal.is_none() {
-        search_after_stop(bytes, segment_id, &mut outcome);
+        search_after_stop(bytes, seed, &mut outcome);
     }
     outcome
 }
 
 /// Looks past the stop for valid records and nonzero bytes.
-fn search_after_stop(bytes: &[u8], segment_id: u64, outcome: &mut ScanOutcome) {
+fn search_after_stop(bytes: &[u8], seed: CrcSeed, outcome: &mut ScanOutcome) {
     outcome.nonzero_end_bytes = outcome.stop_offset;
     let mut offset = outcome.stop_offset;
     while offset + RECORD_ALIGNMENT_BYTES <= bytes.len() {
@@ -256,7 +267,7 @@ fn search_after_stop(bytes: &[u8], segment_id: u64, outcome: &mut ScanOutcome) {
         // A valid record always has a nonzero index in its second word, so
         // zero space is skipped with one load per word.
         let index_word_nonzero = offset + 16 <= bytes.len() && read_u64(bytes, offset + 8) != 0;
-        if index_word_nonzero && let Ok(info) = check_record(segment_id, &bytes[offset..]) {
+        if index_word_nonzero && let Ok(info) = check_record(seed, &bytes[offset..]) {
             note_later_record(outcome, offset, &info);
             let end = offset + info.total_bytes();
             outcome.nonzero_end_bytes = outcome.nonzero_end_bytes.max(end);
@@ -302,7 +313,10 @@ mod tests {
     fn segment_file_names_sort_like_ids() {
         assert_eq!(parse_segment_file_name(&segment_file_name(42)), Some(42));
         assert!(segment_file_name(9) < segment_file_name(10));
-        assert_eq!(parse_segment_file_name("00000000000000000042.wal.tmp"), None);
+        assert_eq!(
+            parse_segment_file_name("00000000000000000042.wal.tmp"),
+            None
+        );
         assert_eq!(parse_segment_file_name("hardstate"), None);
     }
 }

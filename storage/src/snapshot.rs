@@ -44,7 +44,9 @@ fn snapshot_name(sequence: u64) -> String {
 }
 
 fn parse_snapshot_name(name: &str) -> Option<u64> {
-    let digits = name.strip_prefix(SNAPSHOT_PREFIX)?.strip_suffix(SNAPSHOT_SUFFIX)?;
+    let digits = name
+        .strip_prefix(SNAPSHOT_PREFIX)?
+        .strip_suffix(SNAPSHOT_SUFFIX)?;
     if digits.len() != 20 || !digits.bytes().all(|byte| byte.is_ascii_digit()) {
         return None;
     }
@@ -54,7 +56,12 @@ fn parse_snapshot_name(name: &str) -> Option<u64> {
 /// `{ magic:8 | version:u32 | meta_length:u32 | data_length:u64 | sequence:u64
 ///    | body_crc:u32 | header_crc:u32 }`: the body CRC-32 covers
 /// `meta ‖ data`, the header CRC-32 bytes 0..36.
-fn encode_header(meta_length: usize, data_length: u64, sequence: u64, body_crc: u32) -> [u8; SNAPSHOT_HEADER_BYTES] {
+fn encode_header(
+    meta_length: usize,
+    data_length: u64,
+    sequence: u64,
+    body_crc: u32,
+) -> [u8; SNAPSHOT_HEADER_BYTES] {
     let mut header = [0u8; SNAPSHOT_HEADER_BYTES];
     header[0..8].copy_from_slice(&SNAPSHOT_MAGIC);
     header[8..12].copy_from_slice(&SNAPSHOT_VERSION.to_le_bytes());
@@ -100,7 +107,11 @@ impl SnapshotStore {
     }
 
     fn sequences(&self) -> Result<Vec<u64>> {
-        let mut sequences: Vec<u64> = self.names()?.iter().filter_map(|name| parse_snapshot_name(name)).collect();
+        let mut sequences: Vec<u64> = self
+            .names()?
+            .iter()
+            .filter_map(|name| parse_snapshot_name(name))
+            .collect();
         sequences.sort_unstable();
         Ok(sequences)
     }
@@ -130,7 +141,9 @@ impl SnapshotStore {
         }
         let sequence = self.sequences()?.last().map_or(1, |last| last + 1);
         let final_path = self.dir.join(snapshot_name(sequence));
-        let temporary_path = self.dir.join(format!("{}{TEMPORARY_SUFFIX}", snapshot_name(sequence)));
+        let temporary_path = self
+            .dir
+            .join(format!("{}{TEMPORARY_SUFFIX}", snapshot_name(sequence)));
         let mut file = self
             .vfs
             .create_file(&temporary_path)
@@ -246,7 +259,8 @@ impl SnapshotWriter {
         };
         file.write_at(0, &header)
             .map_err(io("write snapshot", &self.temporary_path))?;
-        file.sync().map_err(io("sync snapshot", &self.temporary_path))?;
+        file.sync()
+            .map_err(io("sync snapshot", &self.temporary_path))?;
         drop(file);
         let vfs = &self.store.vfs;
         vfs.rename(&self.temporary_path, &self.final_path)
@@ -260,7 +274,8 @@ impl SnapshotWriter {
             .collect();
         for sequence in &older {
             let path = self.store.dir.join(snapshot_name(*sequence));
-            vfs.remove_file(&path).map_err(io("remove old snapshot", &path))?;
+            vfs.remove_file(&path)
+                .map_err(io("remove old snapshot", &path))?;
         }
         if !older.is_empty() {
             self.store.sync_dir()?;

@@ -4,9 +4,9 @@ use std::fs::{File, OpenOptions};
 use std::io::{self, Write};
 use std::os::unix::fs::FileExt;
 use std::path::Path;
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, Mutex, RwLock};
 
-use memmap2::MmapRaw;
+use memmap2::{Advice, MmapRaw};
 
 use crate::vfs::{Region, Vfs, WritableFile};
 
@@ -27,10 +27,24 @@ pub enum Preallocation {
     Fallocate,
 }
 
+/// How bytes get into a mapped segment. Reads always go through the
+/// mapping; Linux keeps the mapping and the file's page cache coherent, so
+/// either way a write is visible to readers at once, and `sync_range`
+/// (msync) makes it durable.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum WriteMethod {
+    /// `memcpy` into the mapping: no system call per append, but every
+    /// first write to a page takes a page fault.
+    Mapped,
+    /// `pwrite(2)` into the file: one system call per write, no faults.
+    Pwrite,
+}
+
 /// Real files and memory maps.
 #[derive(Clone, Debug)]
 pub struct StdVfs {
     preallocation: Preallocation,
+    write_method: WriteMethod,
 }
 
 impl Default for StdVfs {
@@ -40,16 +54,31 @@ impl Default for StdVfs {
 }
 
 impl StdVfs {
-    /// The production setup: [`Preallocation::Fallocate`], which measured
-    /// faster for bulk throughput and equal for small durable appends on
-    /// ext4 (see the `wal` benchmark).
+    /// The production setup: [`Preallocation::Fallocate`] and
+    /// [`WriteMethod::Mapped`] (see the `wal` benchmark for the figures
+    /// behind both choices).
     pub fn new() -> Self {
-        StdVfs::with_preallocation(Preallocation::Fallocate)
+        StdVfs {
+            preallocation: Preallocation::Fallocate,
+            write_method: WriteMethod::Mapped,
+        }
+    }
+
+    /// The production setup with another preallocation.
+    pub fn with_preallocation(preallocation: Preallocation) -> Self {
+        StdVfs::new().preallocation(preallocation)
     }
 
     /// Chooses how segment files are preallocated.
-    pub fn with_preallocation(preallocation: Preallocation) -> Self {
-        StdVfs { preallocation }
+    pub fn preallocation(mut self, preallocation: Preallocation) -> Self {
+        self.preallocation = preallocation;
+        self
+    }
+
+    /// Chooses how bytes are written into segments.
+    pub fn write_method(mut self, write_method: WriteMethod) -> Self {
+        self.write_method = write_method;
+        self
     }
 }
 
@@ -117,12 +146,12 @@ impl Vfs for StdVfs {
             let _ = std::fs::remove_file(path);
             return Err(error);
         }
-        map_file(file)
+        map_file(file, self.write_method)
     }
 
     fn open_region(&self, path: &Path) -> io::Result<Arc<dyn Region>> {
         let file = OpenOptions::new().read(true).write(true).open(path)?;
-        map_file(file)
+        map_file(file, self.write_method)
     }
 
     fn create_file(&self, path: &Path) -> io::Result<Box<dyn WritableFile>> {
@@ -151,18 +180,23 @@ impl Vfs for StdVfs {
     }
 }
 
-fn map_file(file: File) -> io::Result<Arc<dyn Region>> {
+fn map_file(file: File, write_method: WriteMethod) -> io::Result<Arc<dyn Region>> {
     let len_bytes = usize::try_from(file.metadata()?.len())
         .map_err(|_| io::Error::new(io::ErrorKind::InvalidData, "file too large to map"))?;
     if len_bytes == 0 {
-        return Err(io::Error::new(io::ErrorKind::InvalidData, "cannot map an empty file"));
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            "cannot map an empty file",
+        ));
     }
     let map = MmapRaw::map_raw(&file)?;
     Ok(Arc::new(MappedRegion {
         map,
         len_bytes,
         access: RwLock::new(()),
-        _file: file,
+        write_method,
+        write_error: Mutex::new(None),
+        file,
     }))
 }
 
@@ -177,7 +211,11 @@ struct MappedRegion {
     /// handed to `inspect` is never written while it is alive. `sync_range`
     /// takes no lock: msync only reads the pages, inside the kernel.
     access: RwLock<()>,
-    _file: File,
+    write_method: WriteMethod,
+    /// A failed `pwrite`, reported by the next `sync_range`, the way a
+    /// failed writeback of a mapping is.
+    write_error: Mutex<Option<io::Error>>,
+    file: File,
 }
 
 impl std::fmt::Debug for MappedRegion {
@@ -190,9 +228,21 @@ impl std::fmt::Debug for MappedRegion {
 }
 
 impl MappedRegion {
+    fn pwrite(&self, offset: usize, bytes: &[u8]) {
+        if let Err(error) = self.file.write_all_at(bytes, offset as u64) {
+            let mut slot = self
+                .write_error
+                .lock()
+                .unwrap_or_else(|poison| poison.into_inner());
+            slot.get_or_insert(error);
+        }
+    }
+
     fn check_range(&self, offset: usize, len: usize) {
         assert!(
-            offset.checked_add(len).is_some_and(|end| end <= self.len_bytes),
+            offset
+                .checked_add(len)
+                .is_some_and(|end| end <= self.len_bytes),
             "range {offset}+{len} outside a region of {} bytes",
             self.len_bytes
         );
@@ -206,35 +256,75 @@ impl Region for MappedRegion {
 
     fn write(&self, offset: usize, bytes: &[u8]) {
         self.check_range(offset, bytes.len());
-        let _exclusive = self.access.write().unwrap_or_else(|poison| poison.into_inner());
-        // SAFETY: the range is inside the mapping (checked above), the
-        // mapping lives as long as `self`, and the exclusive lock keeps every
-        // borrowed slice from `inspect` away while the bytes change.
-        unsafe {
-            std::ptr::copy_nonoverlapping(bytes.as_ptr(), self.map.as_mut_ptr().add(offset), bytes.len());
+        let _exclusive = self
+            .access
+            .write()
+            .unwrap_or_else(|poison| poison.into_inner());
+        match self.write_method {
+            // SAFETY: the range is inside the mapping (checked above), the
+            // mapping lives as long as `self`, and the exclusive lock keeps
+            // every borrowed slice from `inspect` away while bytes change.
+            WriteMethod::Mapped => unsafe {
+                std::ptr::copy_nonoverlapping(
+                    bytes.as_ptr(),
+                    self.map.as_mut_ptr().add(offset),
+                    bytes.len(),
+                );
+            },
+            WriteMethod::Pwrite => self.pwrite(offset, bytes),
         }
     }
 
     fn zero(&self, offset: usize, len: usize) {
         self.check_range(offset, len);
-        let _exclusive = self.access.write().unwrap_or_else(|poison| poison.into_inner());
-        // SAFETY: as in `write`.
-        unsafe {
-            std::ptr::write_bytes(self.map.as_mut_ptr().add(offset), 0, len);
+        let _exclusive = self
+            .access
+            .write()
+            .unwrap_or_else(|poison| poison.into_inner());
+        match self.write_method {
+            // SAFETY: as in `write`.
+            WriteMethod::Mapped => unsafe {
+                std::ptr::write_bytes(self.map.as_mut_ptr().add(offset), 0, len);
+            },
+            WriteMethod::Pwrite => {
+                let zeros = vec![0u8; len.min(ZERO_CHUNK_BYTES)];
+                let mut done = 0;
+                while done < len {
+                    let chunk = (len - done).min(zeros.len());
+                    self.pwrite(offset + done, &zeros[..chunk]);
+                    done += chunk;
+                }
+            }
         }
     }
 
     fn inspect(&self, offset: usize, len: usize, visit: &mut dyn FnMut(&[u8])) {
         self.check_range(offset, len);
-        let _shared = self.access.read().unwrap_or_else(|poison| poison.into_inner());
+        let _shared = self
+            .access
+            .read()
+            .unwrap_or_else(|poison| poison.into_inner());
         // SAFETY: the range is inside the live mapping, and no write happens
         // while the shared lock is held.
         let bytes = unsafe { std::slice::from_raw_parts(self.map.as_ptr().add(offset), len) };
         visit(bytes);
     }
 
+    fn will_need(&self) {
+        // Only a hint: a failure changes nothing but speed.
+        let _ = self.map.advise(Advice::WillNeed);
+    }
+
     fn sync_range(&self, offset: usize, len: usize) -> io::Result<()> {
         self.check_range(offset, len);
+        let failed_write = self
+            .write_error
+            .lock()
+            .unwrap_or_else(|poison| poison.into_inner())
+            .take();
+        if let Some(error) = failed_write {
+            return Err(error);
+        }
         if len == 0 {
             return Ok(());
         }

@@ -62,6 +62,10 @@ pub trait Region: Send + Sync + fmt::Debug {
     /// a copy where the implementation allows it.
     fn inspect(&self, offset: usize, len: usize, visit: &mut dyn FnMut(&[u8]));
 
+    /// Hints that the whole region will be read soon (recovery reads the
+    /// next segment ahead this way). The default does nothing.
+    fn will_need(&self) {}
+
     /// Makes the bytes `offset..offset + len` durable (rounded out to whole
     /// pages). Returns only once they are.
     fn sync_range(&self, offset: usize, len: usize) -> io::Result<()>;

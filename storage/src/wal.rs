@@ -5,7 +5,8 @@ use std::collections::VecDeque;
 use std::ops::Range;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Condvar, Mutex, MutexGuard, TryLockError};
+use std::sync::{Arc, Mutex, MutexGuard, TryLockError};
+use std::thread::Thread;
 
 use bytes::Bytes;
 use tokio::sync::watch;
@@ -56,11 +57,11 @@ pub struct Wal {
     /// Held for the whole of a sync, a truncation, a compaction or a reset,
     /// so at most one sync is in flight and nothing is removed under it.
     sync_lock: Mutex<()>,
-    /// Held while a spare segment is being prepared.
+    /// Held while a spare segment is created, and by a reset. Lock order:
+    /// sync lock, spare lock, state.
     spare_lock: Mutex<()>,
-    /// Bumped after every sync attempt; waiters of group commit sleep on it.
-    sync_round: Mutex<u64>,
-    sync_round_done: Condvar,
+    /// Threads parked in group commit, in arrival order.
+    waiters: Mutex<Vec<Arc<Waiter>>>,
     /// Mirror of `State::durable_index`, readable without the state lock.
     durable_index: AtomicU64,
     /// Bumped by every truncation and reset.
@@ -85,15 +86,22 @@ struct State {
 
 impl State {
     fn tail(&self) -> &Segment {
-        self.segments.back().expect("the log always has a tail segment")
+        self.segments
+            .back()
+            .expect("the log always has a tail segment")
     }
 
     fn tail_mut(&mut self) -> &mut Segment {
-        self.segments.back_mut().expect("the log always has a tail segment")
+        self.segments
+            .back_mut()
+            .expect("the log always has a tail segment")
     }
 
     fn first_index(&self) -> u64 {
-        self.segments.front().expect("the log always has a tail segment").first_index
+        self.segments
+            .front()
+            .expect("the log always has a tail segment")
+            .first_index
     }
 
     fn locate(&self, index: u64) -> Result<&Segment> {
@@ -104,9 +112,20 @@ impl State {
                 last_index: self.next_index - 1,
             });
         }
-        let position = self.segments.partition_point(|segment| segment.first_index <= index);
+        let position = self
+            .segments
+            .partition_point(|segment| segment.first_index <= index);
         Ok(&self.segments[position - 1])
     }
+}
+
+/// A thread parked until `index` is durable.
+#[derive(Debug)]
+struct Waiter {
+    index: u64,
+    thread: Thread,
+    /// Set when a waker removed it from the list.
+    dequeued: AtomicBool,
 }
 
 /// One segment's share of a sync, captured under the state lock.
@@ -141,8 +160,7 @@ impl Wal {
             }),
             sync_lock: Mutex::new(()),
             spare_lock: Mutex::new(()),
-            sync_round: Mutex::new(0),
-            sync_round_done: Condvar::new(),
+            waiters: Mutex::new(Vec::new()),
             durable_index: AtomicU64::new(durable_index),
             truncation_epoch: AtomicU64::new(0),
             poisoned: AtomicBool::new(false),
@@ -150,7 +168,9 @@ impl Wal {
             counters: Counters::default(),
             report: recovered.report,
         };
-        wal.prepare_spare()?;
+        // A full disk must not keep a log from opening: the error surfaces
+        // at the rollover that needs the segment.
+        wal.prepare_spare_quietly();
         Ok(wal)
     }
 
@@ -215,8 +235,17 @@ impl Wal {
                 });
             }
         }
-        let mut state = self.lock_state();
-        self.ensure_segments_for(&mut state, records)?;
+        let mut state = loop {
+            let state = self.lock_state();
+            if state.spares.len() >= self.segments_needed_for(&state, records) {
+                break state;
+            }
+            // The prepared spare ran out (a huge batch, or no sync ran since
+            // the last rollover): prepare one here, stalling this append.
+            drop(state);
+            let _preparing = self.lock_spare();
+            self.create_spare_holding_spare_lock()?;
+        };
         let first_index = state.next_index;
         // Recovery reads this to tell a torn write (everything from here on
         // may be lost) from damage to data that was durable before.
@@ -239,9 +268,10 @@ impl Wal {
         Ok((first_index..state.next_index, epoch))
     }
 
-    /// Makes sure enough prepared segments exist for the whole batch, so the
-    /// batch either fits entirely or nothing is written.
-    fn ensure_segments_for<R: AsRef<[u8]>>(&self, state: &mut State, records: &[R]) -> Result<()> {
+    /// How many new segments the batch needs beyond the tail. Appends check
+    /// this before writing, so a batch either fits entirely or nothing is
+    /// written.
+    fn segments_needed_for<R: AsRef<[u8]>>(&self, state: &State, records: &[R]) -> usize {
         let mut written_bytes = state.tail().written_bytes;
         let mut capacity_bytes = state.tail().region.len_bytes();
         let mut segments_needed = 0;
@@ -254,28 +284,24 @@ impl Wal {
             }
             written_bytes += total_bytes;
         }
-        while state.spares.len() < segments_needed {
-            // The prepared spare ran out (a huge batch, or no sync ran since
-            // the last rollover): prepare one here, stalling this append.
-            let segment_id = state.next_segment_id;
-            state.next_segment_id += 1;
-            let (path, region) =
-                create_segment_file(&*self.vfs, &self.dir, segment_id, self.config.segment_size_bytes)
-                    .map_err(|error| self.poison_unless_no_space(error))?;
-            state.spares.push_back(Segment::new(segment_id, path, 0, region));
-        }
-        Ok(())
+        segments_needed
     }
 
     /// Seals the tail and continues in the next prepared segment, whose
     /// header the next sync writes once the seal is durable.
     fn roll_over(state: &mut State, batch_first_index: u64) {
-        let mut next = state.spares.pop_front().expect("spares ensured before writing");
+        let mut next = state
+            .spares
+            .pop_front()
+            .expect("spares ensured before writing");
         let next_index = state.next_index;
         next.first_index = next_index;
-        state
-            .tail_mut()
-            .write_record(RecordKind::Seal, next_index, batch_first_index, &next.id.to_le_bytes());
+        state.tail_mut().write_record(
+            RecordKind::Seal,
+            next_index,
+            batch_first_index,
+            &next.id.to_le_bytes(),
+        );
         state.segments.push_back(next);
     }
 
@@ -297,36 +323,82 @@ impl Wal {
     }
 
     fn wait_durable_inner(&self, index: u64, epoch: Option<u64>) -> Result<u64> {
-        loop {
-            let round = *self.lock_round();
-            self.check_poisoned()?;
+        let mut registered: Option<Arc<Waiter>> = None;
+        let result = loop {
+            if let Err(error) = self.check_poisoned() {
+                break Err(error);
+            }
             // Read the watermark before the epoch: a truncation bumps the
             // epoch before any later sync raises the watermark again.
             let durable_index = self.durable_index.load(Ordering::SeqCst);
             if epoch.is_some_and(|epoch| epoch != self.truncation_epoch.load(Ordering::SeqCst)) {
-                return Err(Error::Truncated { index });
+                break Err(Error::Truncated { index });
             }
             if durable_index >= index {
-                return Ok(durable_index);
+                break Ok(durable_index);
             }
-            match self.sync_lock.try_lock() {
-                Ok(guard) => {
-                    self.sync_holding(guard)?;
-                    self.prepare_spare_quietly();
-                }
-                Err(TryLockError::Poisoned(poison)) => {
-                    self.sync_holding(poison.into_inner())?;
-                }
+            let guard = match self.sync_lock.try_lock() {
+                Ok(guard) => guard,
+                Err(TryLockError::Poisoned(poison)) => poison.into_inner(),
                 Err(TryLockError::WouldBlock) => {
-                    let mut current = self.lock_round();
-                    while *current == round {
-                        current = self
-                            .sync_round_done
-                            .wait(current)
-                            .unwrap_or_else(|poison| poison.into_inner());
+                    if registered.is_none() {
+                        let waiter = Arc::new(Waiter {
+                            index,
+                            thread: std::thread::current(),
+                            dequeued: AtomicBool::new(false),
+                        });
+                        self.lock_waiters().push(waiter.clone());
+                        registered = Some(waiter);
+                        // Check again before parking: the sync in flight
+                        // may have finished before this waiter was listed.
+                        continue;
                     }
+                    std::thread::park();
+                    continue;
                 }
+            };
+            // This waiter leads: one sync covers everyone written so far.
+            if let Err(error) = self.sync_holding(guard) {
+                break Err(error);
             }
+            self.prepare_spare_quietly();
+        };
+        if let Some(waiter) = registered
+            && !waiter.dequeued.load(Ordering::SeqCst)
+        {
+            self.lock_waiters()
+                .retain(|listed| !Arc::ptr_eq(listed, &waiter));
+        }
+        result
+    }
+
+    /// Wakes the parked waiters that the watermark now covers (all of them
+    /// when `everyone`), then one that it does not cover, which leads the
+    /// next sync. Covered ones go first so their next appends can join that
+    /// sync's batch.
+    fn wake_waiters(&self, everyone: bool) {
+        let durable_index = self.durable_index.load(Ordering::SeqCst);
+        let mut woken: Vec<Thread> = Vec::new();
+        let mut next_leader = None;
+        {
+            let mut waiters = self.lock_waiters();
+            if waiters.is_empty() {
+                return;
+            }
+            waiters.retain(|waiter| {
+                if everyone || waiter.index <= durable_index {
+                    waiter.dequeued.store(true, Ordering::SeqCst);
+                    woken.push(waiter.thread.clone());
+                    return false;
+                }
+                if next_leader.is_none() {
+                    next_leader = Some(waiter.thread.clone());
+                }
+                true
+            });
+        }
+        for thread in woken.into_iter().chain(next_leader) {
+            thread.unpark();
         }
     }
 
@@ -346,13 +418,8 @@ impl Wal {
     fn sync_holding(&self, guard: MutexGuard<'_, ()>) -> Result<u64> {
         let result = self.sync_step();
         drop(guard);
-        self.finish_round();
+        self.wake_waiters(result.is_err());
         result
-    }
-
-    fn finish_round(&self) {
-        *self.lock_round() += 1;
-        self.sync_round_done.notify_all();
     }
 
     /// The sync itself; the caller holds the sync lock. Segment data goes
@@ -365,19 +432,30 @@ impl Wal {
             let items: Vec<SyncItem> = state
                 .segments
                 .iter()
-                .filter(|segment| !segment.header_durable || segment.written_bytes > segment.synced_bytes)
+                .filter(|segment| {
+                    !segment.header_durable || segment.written_bytes > segment.synced_bytes
+                })
                 .map(|segment| SyncItem {
                     segment_id: segment.id,
                     path: segment.path.clone(),
                     region: segment.region.clone(),
                     header: (!segment.header_durable).then(|| segment.header().encode()),
-                    from_bytes: if segment.header_durable { segment.synced_bytes } else { 0 },
+                    from_bytes: if segment.header_durable {
+                        segment.synced_bytes
+                    } else {
+                        0
+                    },
                     to_bytes: segment.written_bytes,
                 })
                 .collect();
             let hard_state_write = state.hard_state.pending_write();
             let hard_state_region = hard_state_write.as_ref().map(|_| state.hard_state.region());
-            (state.next_index - 1, items, hard_state_write, hard_state_region)
+            (
+                state.next_index - 1,
+                items,
+                hard_state_write,
+                hard_state_region,
+            )
         };
         if items.is_empty() && hard_state_write.is_none() {
             return Ok(self.durable_index());
@@ -396,12 +474,18 @@ impl Wal {
                 let path = self.lock_state().hard_state.path().to_path_buf();
                 self.poison(Error::io("sync hard state", path, error))
             })?;
-            self.counters.hard_state_syncs.fetch_add(1, Ordering::Relaxed);
+            self.counters
+                .hard_state_syncs
+                .fetch_add(1, Ordering::Relaxed);
         }
         self.counters.sync_batches.fetch_add(1, Ordering::Relaxed);
         let mut state = self.lock_state();
         for item in &items {
-            if let Some(segment) = state.segments.iter_mut().find(|segment| segment.id == item.segment_id) {
+            if let Some(segment) = state
+                .segments
+                .iter_mut()
+                .find(|segment| segment.id == item.segment_id)
+            {
                 segment.header_durable = true;
                 segment.synced_bytes = segment.synced_bytes.max(item.to_bytes);
             }
@@ -435,18 +519,30 @@ impl Wal {
         let Ok(_preparing) = self.spare_lock.try_lock() else {
             return Ok(());
         };
+        if !self.lock_state().spares.is_empty() {
+            return Ok(());
+        }
+        self.create_spare_holding_spare_lock()
+    }
+
+    /// Creates one spare segment. Ids are allocated and spares queued only
+    /// under the spare lock, so spares queue in id order and every spare id
+    /// is above every live segment id: the chain of segments on disk always
+    /// runs in id order, which recovery relies on.
+    fn create_spare_holding_spare_lock(&self) -> Result<()> {
         let segment_id = {
             let mut state = self.lock_state();
-            if !state.spares.is_empty() {
-                return Ok(());
-            }
             let segment_id = state.next_segment_id;
             state.next_segment_id += 1;
             segment_id
         };
-        let (path, region) =
-            create_segment_file(&*self.vfs, &self.dir, segment_id, self.config.segment_size_bytes)
-                .map_err(|error| self.poison_unless_no_space(error))?;
+        let (path, region) = create_segment_file(
+            &*self.vfs,
+            &self.dir,
+            segment_id,
+            self.config.segment_size_bytes,
+        )
+        .map_err(|error| self.poison_unless_no_space(error))?;
         self.lock_state()
             .spares
             .push_back(Segment::new(segment_id, path, 0, region));
@@ -491,7 +587,9 @@ impl Wal {
             if total_bytes >= max_bytes && !records.is_empty() {
                 break;
             }
-            let record = state.locate(index)?.with_payload(index, Bytes::copy_from_slice)?;
+            let record = state
+                .locate(index)?
+                .with_payload(index, Bytes::copy_from_slice)?;
             total_bytes += record.len();
             records.push(record);
         }
@@ -513,9 +611,11 @@ impl Wal {
     pub fn truncate_suffix(&self, from: u64) -> Result<()> {
         self.check_poisoned()?;
         let guard = self.lock_sync();
-        let result = self.sync_step().and_then(|_| self.truncate_holding_sync(from));
+        let result = self
+            .sync_step()
+            .and_then(|_| self.truncate_holding_sync(from));
         drop(guard);
-        self.finish_round();
+        self.wake_waiters(true);
         result
     }
 
@@ -532,7 +632,10 @@ impl Wal {
         if from == state.next_index {
             return Ok(());
         }
-        let position = state.segments.partition_point(|segment| segment.first_index <= from) - 1;
+        let position = state
+            .segments
+            .partition_point(|segment| segment.first_index <= from)
+            - 1;
         let segment = &state.segments[position];
         let offset = segment
             .record_range(from)
@@ -579,12 +682,13 @@ impl Wal {
         let guard = self.lock_sync();
         let result = self.compact_holding_sync(up_to);
         drop(guard);
-        self.finish_round();
+        self.wake_waiters(result.is_err());
         result
     }
 
     fn compact_holding_sync(&self, up_to: u64) -> Result<usize> {
-        let removable = |state: &State| state.segments.len() > 1 && state.segments[1].first_index <= up_to;
+        let removable =
+            |state: &State| state.segments.len() > 1 && state.segments[1].first_index <= up_to;
         if !removable(&self.lock_state()) {
             return Ok(0);
         }
@@ -623,9 +727,12 @@ impl Wal {
             });
         }
         let guard = self.lock_sync();
+        // No spare may be created with an id below the new segment's.
+        let preparing = self.lock_spare();
         let result = self.reset_holding_sync(next_index);
+        drop(preparing);
         drop(guard);
-        self.finish_round();
+        self.wake_waiters(true);
         self.prepare_spare_quietly();
         result
     }
@@ -648,7 +755,11 @@ impl Wal {
         )
         .map_err(|error| self.poison(error))?;
         let state = &mut *state;
-        let old: Vec<Segment> = state.segments.drain(..).chain(state.spares.drain(..)).collect();
+        let old: Vec<Segment> = state
+            .segments
+            .drain(..)
+            .chain(state.spares.drain(..))
+            .collect();
         for segment in &old {
             self.vfs
                 .remove_file(&segment.path)
@@ -692,15 +803,27 @@ impl Wal {
     }
 
     fn lock_state(&self) -> MutexGuard<'_, State> {
-        self.state.lock().unwrap_or_else(|poison| poison.into_inner())
+        self.state
+            .lock()
+            .unwrap_or_else(|poison| poison.into_inner())
     }
 
     fn lock_sync(&self) -> MutexGuard<'_, ()> {
-        self.sync_lock.lock().unwrap_or_else(|poison| poison.into_inner())
+        self.sync_lock
+            .lock()
+            .unwrap_or_else(|poison| poison.into_inner())
     }
 
-    fn lock_round(&self) -> MutexGuard<'_, u64> {
-        self.sync_round.lock().unwrap_or_else(|poison| poison.into_inner())
+    fn lock_spare(&self) -> MutexGuard<'_, ()> {
+        self.spare_lock
+            .lock()
+            .unwrap_or_else(|poison| poison.into_inner())
+    }
+
+    fn lock_waiters(&self) -> MutexGuard<'_, Vec<Arc<Waiter>>> {
+        self.waiters
+            .lock()
+            .unwrap_or_else(|poison| poison.into_inner())
     }
 }
 

@@ -1,5 +1,6 @@
-//! One suite, two disks: every test here runs on real files (`StdVfs`) and
-//! on the in-memory fake (`FaultVfs`).
+//! One suite, every disk: each test here runs on real files (`StdVfs`, in
+//! its default setup and with pwrite into zero-written segments) and on the
+//! in-memory fake (`FaultVfs`).
 
 mod common;
 
@@ -13,6 +14,9 @@ macro_rules! conformance {
     ($($name:ident),* $(,)?) => {
         mod on_real_files {
             $( #[test] fn $name() { super::$name(&super::StdDisk::new()); } )*
+        }
+        mod on_real_files_written_with_pwrite {
+            $( #[test] fn $name() { super::$name(&super::StdDisk::written_with_pwrite()); } )*
         }
         mod on_fault_vfs {
             $( #[test] fn $name() { super::$name(&super::FakeDisk::new(7)); } )*
@@ -55,9 +59,18 @@ fn appended_records_are_readable_at_once_and_after_reopen(disk: &dyn Disk) {
     append_range(&wal, 1..11);
     assert_log(&wal, 1, 10);
     let collected: Vec<_> = wal.iter(3..6).map(|entry| entry.unwrap()).collect();
-    assert_eq!(collected.iter().map(|(index, _)| *index).collect::<Vec<_>>(), vec![3, 4, 5]);
+    assert_eq!(
+        collected
+            .iter()
+            .map(|(index, _)| *index)
+            .collect::<Vec<_>>(),
+        vec![3, 4, 5]
+    );
     assert_eq!(collected[0].1.as_ref(), payload(3).as_slice());
-    assert_eq!(wal.with_entry(7, |bytes| bytes.len()).unwrap(), payload(7).len());
+    assert_eq!(
+        wal.with_entry(7, |bytes| bytes.len()).unwrap(),
+        payload(7).len()
+    );
     wal.sync().unwrap();
     drop(wal);
     let wal = open(disk).unwrap();
@@ -69,7 +82,11 @@ fn records_roll_over_into_new_segments_and_survive_reopen(disk: &dyn Disk) {
     let wal = open(disk).unwrap();
     append_range(&wal, 1..200);
     wal.sync().unwrap();
-    assert!(live_segment_names(disk).len() >= 5, "{:?}", live_segment_names(disk));
+    assert!(
+        live_segment_names(disk).len() >= 5,
+        "{:?}",
+        live_segment_names(disk)
+    );
     drop(wal);
     let wal = open(disk).unwrap();
     assert_log(&wal, 1, 199);
@@ -138,8 +155,11 @@ fn concurrent_durable_appends_each_get_their_own_records(disk: &dyn Disk) {
                 let mut mine = BTreeMap::new();
                 for sequence in 0..40u64 {
                     let record = payload(writer * 1000 + sequence);
-                    let indexes = wal.append_durable(&[record.clone()]).unwrap();
-                    assert!(wal.durable_index() >= indexes.start, "told durable before it was");
+                    let indexes = wal.append_durable(std::slice::from_ref(&record)).unwrap();
+                    assert!(
+                        wal.durable_index() >= indexes.start,
+                        "told durable before it was"
+                    );
                     mine.insert(indexes.start, record);
                 }
                 mine
@@ -151,7 +171,10 @@ fn concurrent_durable_appends_each_get_their_own_records(disk: &dyn Disk) {
         all.extend(thread.join().unwrap());
     }
     assert_eq!(all.len(), 320);
-    assert_eq!(all.keys().copied().collect::<Vec<_>>(), (1..=320).collect::<Vec<_>>());
+    assert_eq!(
+        all.keys().copied().collect::<Vec<_>>(),
+        (1..=320).collect::<Vec<_>>()
+    );
     let stats = wal.stats();
     assert!(stats.sync_batches <= stats.appended_records, "{stats:?}");
     drop(wal);
@@ -168,7 +191,10 @@ fn truncate_suffix_lets_new_records_take_the_removed_indexes(disk: &dyn Disk) {
     wal.truncate_suffix(9).unwrap();
     assert_eq!((wal.last_index(), wal.durable_index()), (8, 8));
     for index in 9..13 {
-        assert_eq!(wal.append(&[other_payload(index)]).unwrap(), index..index + 1);
+        assert_eq!(
+            wal.append(&[other_payload(index)]).unwrap(),
+            index..index + 1
+        );
     }
     wal.sync().unwrap();
     drop(wal);
@@ -176,9 +202,17 @@ fn truncate_suffix_lets_new_records_take_the_removed_indexes(disk: &dyn Disk) {
     assert_eq!((wal.first_index(), wal.last_index()), (1, 12));
     assert_records(&wal, 1..=8);
     for index in 9..13 {
-        assert_eq!(wal.read(index).unwrap().as_ref(), other_payload(index).as_slice());
+        assert_eq!(
+            wal.read(index).unwrap().as_ref(),
+            other_payload(index).as_slice()
+        );
     }
-    assert!(!disk.file_names().iter().any(|name| name == raftq_storage::INTENT_FILE_NAME));
+    assert!(
+        !disk
+            .file_names()
+            .iter()
+            .any(|name| name == raftq_storage::INTENT_FILE_NAME)
+    );
 }
 
 fn truncate_suffix_across_segments_removes_later_segments(disk: &dyn Disk) {
@@ -198,8 +232,14 @@ fn truncate_suffix_across_segments_removes_later_segments(disk: &dyn Disk) {
 fn truncate_suffix_outside_the_log_is_rejected(disk: &dyn Disk) {
     let wal = open(disk).unwrap();
     append_range(&wal, 1..5);
-    assert!(matches!(wal.truncate_suffix(0), Err(Error::IndexOutOfRange { index: 0, .. })));
-    assert!(matches!(wal.truncate_suffix(6), Err(Error::IndexOutOfRange { index: 6, .. })));
+    assert!(matches!(
+        wal.truncate_suffix(0),
+        Err(Error::IndexOutOfRange { index: 0, .. })
+    ));
+    assert!(matches!(
+        wal.truncate_suffix(6),
+        Err(Error::IndexOutOfRange { index: 6, .. })
+    ));
     wal.truncate_suffix(5).unwrap();
     assert_log(&wal, 1, 4);
 }
@@ -212,7 +252,10 @@ fn compact_prefix_removes_whole_segments_and_reopen_starts_later(disk: &dyn Disk
     assert!(removed >= 2, "removed {removed}");
     let first = wal.first_index();
     assert!(first > 1 && first <= 100, "first index {first}");
-    assert!(matches!(wal.read(first - 1), Err(Error::IndexOutOfRange { .. })));
+    assert!(matches!(
+        wal.read(first - 1),
+        Err(Error::IndexOutOfRange { .. })
+    ));
     assert_log(&wal, first, 199);
     drop(wal);
     let wal = open(disk).unwrap();
@@ -228,7 +271,10 @@ fn reset_to_discards_the_log_and_continues_at_the_given_index(disk: &dyn Disk) {
     append_range(&wal, 1..100);
     wal.sync().unwrap();
     wal.reset_to(5000).unwrap();
-    assert_eq!((wal.first_index(), wal.last_index(), wal.durable_index()), (5000, 4999, 4999));
+    assert_eq!(
+        (wal.first_index(), wal.last_index(), wal.durable_index()),
+        (5000, 4999, 4999)
+    );
     assert_eq!(wal.append(&[payload(5000)]).unwrap(), 5000..5001);
     wal.sync().unwrap();
     drop(wal);
@@ -250,14 +296,23 @@ fn hard_state_is_durable_after_sync_and_only_then(disk: &dyn Disk) {
     let wal = open(disk).unwrap();
     assert_eq!(wal.hard_state(), b"term 2, vote 3");
     let too_large = vec![0u8; raftq_storage::HARD_STATE_MAX_BYTES + 1];
-    assert!(matches!(wal.set_hard_state(&too_large), Err(Error::HardStateTooLarge { .. })));
+    assert!(matches!(
+        wal.set_hard_state(&too_large),
+        Err(Error::HardStateTooLarge { .. })
+    ));
 }
 
 fn a_record_above_the_maximum_is_rejected_and_nothing_is_appended(disk: &dyn Disk) {
     let wal = open(disk).unwrap();
     append_range(&wal, 1..3);
     let result = wal.append(&[vec![1u8; 10], vec![2u8; 1025]]);
-    assert!(matches!(result, Err(Error::RecordTooLarge { length_bytes: 1025, max_bytes: 1024 })));
+    assert!(matches!(
+        result,
+        Err(Error::RecordTooLarge {
+            length_bytes: 1025,
+            max_bytes: 1024
+        })
+    ));
     assert_eq!(wal.last_index(), 2);
 }
 
@@ -265,7 +320,14 @@ fn reading_outside_the_log_is_an_error(disk: &dyn Disk) {
     let wal = open(disk).unwrap();
     append_range(&wal, 1..4);
     for index in [0, 4, u64::MAX] {
-        assert!(matches!(wal.read(index), Err(Error::IndexOutOfRange { first_index: 1, last_index: 3, .. })));
+        assert!(matches!(
+            wal.read(index),
+            Err(Error::IndexOutOfRange {
+                first_index: 1,
+                last_index: 3,
+                ..
+            })
+        ));
     }
 }
 
@@ -280,7 +342,11 @@ fn garbage_after_the_tail_is_cut_and_appends_continue(disk: &dyn Disk) {
     let cut = wal.recovery_report().cut.clone().expect("garbage is cut");
     assert_eq!(cut.index, 6);
     assert_log(&wal, 1, 5);
-    assert!(disk.contents(&tail)[3000..3100].iter().all(|&byte| byte == 0));
+    assert!(
+        disk.contents(&tail)[3000..3100]
+            .iter()
+            .all(|&byte| byte == 0)
+    );
     append_range(&wal, 6..12);
     wal.sync().unwrap();
     drop(wal);
@@ -298,10 +364,21 @@ fn a_planted_record_under_another_segment_id_never_validates(disk: &dyn Disk) {
     let tail_id: u64 = tail.trim_end_matches(".wal").parse().unwrap();
     let next_offset = record_offset(1, 6);
     // A perfect record for index 6, as another segment would have written it.
-    disk.overwrite(&tail, next_offset, &encode_record(tail_id + 100, 6, 1, b"stale"));
+    disk.overwrite(
+        &tail,
+        next_offset,
+        &encode_record(tail_id + 100, 6, 1, b"stale"),
+    );
     let wal = open(disk).unwrap();
-    assert_eq!(wal.last_index(), 5, "the stale record must not be read as index 6");
-    assert_eq!(wal.recovery_report().cut.as_ref().map(|cut| cut.index), Some(6));
+    assert_eq!(
+        wal.last_index(),
+        5,
+        "the stale record must not be read as index 6"
+    );
+    assert_eq!(
+        wal.recovery_report().cut.as_ref().map(|cut| cut.index),
+        Some(6)
+    );
     drop(wal);
     // The same bytes under the right id are a record like any other, which
     // shows the planting itself follows the documented format.
@@ -311,7 +388,9 @@ fn a_planted_record_under_another_segment_id_never_validates(disk: &dyn Disk) {
     assert_eq!(wal.read(6).unwrap().as_ref(), b"fresh");
 }
 
-fn every_bit_flip_in_a_sealed_segment_is_a_hard_error_naming_segment_offset_and_index(disk: &dyn Disk) {
+fn every_bit_flip_in_a_sealed_segment_is_a_hard_error_naming_segment_offset_and_index(
+    disk: &dyn Disk,
+) {
     let wal = open(disk).unwrap();
     append_range(&wal, 1..100);
     wal.sync().unwrap();
@@ -331,8 +410,17 @@ fn every_bit_flip_in_a_sealed_segment_is_a_hard_error_naming_segment_offset_and_
     for (field, offset) in fields {
         disk.flip_bit(&sealed, offset, 1);
         match open(disk) {
-            Err(Error::Corruption { segment, offset: at, index, .. }) => {
-                assert_eq!((segment, at, index), (path.clone(), record_two as u64, 2), "flip in {field}");
+            Err(Error::Corruption {
+                segment,
+                offset: at,
+                index,
+                ..
+            }) => {
+                assert_eq!(
+                    (segment, at, index),
+                    (path.clone(), record_two as u64, 2),
+                    "flip in {field}"
+                );
             }
             other => panic!("flip in {field}: expected corruption, got {other:?}"),
         }
@@ -353,7 +441,9 @@ fn a_bit_flip_in_the_tail_before_a_later_batch_is_a_hard_error(disk: &dyn Disk) 
         let offset = record_offset(1, 3);
         disk.flip_bit(&tail, offset + delta, 0);
         match open(disk) {
-            Err(Error::Corruption { offset: at, index, .. }) => {
+            Err(Error::Corruption {
+                offset: at, index, ..
+            }) => {
                 assert_eq!((at, index), (offset as u64, 3), "flip in {field}");
             }
             other => panic!("flip in {field}: expected corruption, got {other:?}"),
@@ -386,11 +476,18 @@ fn a_damaged_segment_header_is_a_hard_error(disk: &dyn Disk) {
     append_range(&wal, 1..100);
     wal.sync().unwrap();
     drop(wal);
-    for (field, offset) in [("magic", 0), ("segment id", 16), ("first index", 24), ("crc", 60)] {
+    for (field, offset) in [
+        ("magic", 0),
+        ("segment id", 16),
+        ("first index", 24),
+        ("crc", 60),
+    ] {
         let second = live_segment_names(disk).remove(1);
         disk.flip_bit(&second, offset, 2);
         match open(disk) {
-            Err(Error::Corruption { segment, offset: 0, .. }) => {
+            Err(Error::Corruption {
+                segment, offset: 0, ..
+            }) => {
                 assert_eq!(segment, path_of(disk, &second), "flip in {field}");
             }
             other => panic!("flip in {field}: expected corruption, got {other:?}"),
@@ -432,8 +529,16 @@ fn a_read_checks_the_crc_and_names_the_damaged_record(disk: &dyn Disk) {
     let tail = live_segment_names(disk).pop().unwrap();
     disk.flip_bit(&tail, record_offset(1, 2) + 33, 5);
     match wal.read(2) {
-        Err(Error::Corruption { segment, offset, index, .. }) => {
-            assert_eq!((segment, offset, index), (path_of(disk, &tail), record_offset(1, 2) as u64, 2));
+        Err(Error::Corruption {
+            segment,
+            offset,
+            index,
+            ..
+        }) => {
+            assert_eq!(
+                (segment, offset, index),
+                (path_of(disk, &tail), record_offset(1, 2) as u64, 2)
+            );
         }
         other => panic!("expected corruption, got {other:?}"),
     }
@@ -455,7 +560,10 @@ fn snapshots_round_trip_and_only_the_latest_is_kept(disk: &dyn Disk) {
     assert!(second > first);
     let store = SnapshotStore::open(disk.vfs(), snapshot_dir(disk)).unwrap();
     let latest = store.load_latest().unwrap().unwrap();
-    assert_eq!((latest.sequence, latest.meta.as_ref(), latest.data.as_ref()), (second, &b"index 20"[..], &b"chunk one, chunk two"[..]));
+    assert_eq!(
+        (latest.sequence, latest.meta.as_ref(), latest.data.as_ref()),
+        (second, &b"index 20"[..], &b"chunk one, chunk two"[..])
+    );
     let files = disk.vfs().list_dir(&snapshot_dir(disk)).unwrap();
     assert_eq!(files.len(), 1, "{files:?}");
 }
@@ -472,7 +580,10 @@ fn a_damaged_snapshot_is_rejected(disk: &dyn Disk) {
         let mut file = disk.vfs().create_file(&path).unwrap();
         file.write_at(0, &damaged).unwrap();
         file.sync().unwrap();
-        assert!(matches!(store.load_latest(), Err(Error::CorruptFile { .. })), "flip at {offset}");
+        assert!(
+            matches!(store.load_latest(), Err(Error::CorruptFile { .. })),
+            "flip at {offset}"
+        );
     }
 }
 
@@ -495,5 +606,8 @@ fn open_rejects_a_configuration_whose_largest_record_does_not_fit_a_segment() {
         record_payload_max_bytes: 4096,
         initial_index: 1,
     };
-    assert!(matches!(Wal::open(disk.vfs(), disk.dir(), config), Err(Error::InvalidConfig(_))));
+    assert!(matches!(
+        Wal::open(disk.vfs(), disk.dir(), config),
+        Err(Error::InvalidConfig(_))
+    ));
 }

@@ -7,7 +7,7 @@ use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use raftq_storage::{FaultVfs, Preallocation, StdVfs, Vfs, Wal, WalConfig};
+use raftq_storage::{FaultVfs, Preallocation, StdVfs, Vfs, Wal, WalConfig, WriteMethod};
 
 /// Segment size small enough that a few dozen records roll over.
 pub const SMALL_SEGMENT_BYTES: usize = 4096;
@@ -41,16 +41,26 @@ pub struct StdDisk {
 
 impl StdDisk {
     pub fn new() -> Self {
-        Self::with_preallocation(Preallocation::Fallocate)
+        Self::with(StdVfs::new())
     }
 
-    pub fn with_preallocation(preallocation: Preallocation) -> Self {
+    /// Zero-written segments, filled with pwrite: the other corner of the
+    /// real Vfs's options.
+    pub fn written_with_pwrite() -> Self {
+        Self::with(
+            StdVfs::new()
+                .preallocation(Preallocation::WriteZeros)
+                .write_method(WriteMethod::Pwrite),
+        )
+    }
+
+    fn with(vfs: StdVfs) -> Self {
         let root = tempfile::tempdir().expect("tempdir");
         let dir = root.path().join("wal");
         StdDisk {
             _root: root,
             dir,
-            vfs: Arc::new(StdVfs::with_preallocation(preallocation)),
+            vfs: Arc::new(vfs),
         }
     }
 }
@@ -65,7 +75,10 @@ impl Disk for StdDisk {
     }
 
     fn overwrite(&self, name: &str, offset: usize, bytes: &[u8]) {
-        let file = OpenOptions::new().write(true).open(self.dir.join(name)).expect("open");
+        let file = OpenOptions::new()
+            .write(true)
+            .open(self.dir.join(name))
+            .expect("open");
         file.write_all_at(bytes, offset as u64).expect("write");
         file.sync_all().expect("sync");
     }
@@ -111,7 +124,9 @@ impl Disk for FakeDisk {
     }
 
     fn overwrite(&self, name: &str, offset: usize, bytes: &[u8]) {
-        self.vfs.overwrite(&self.dir.join(name), offset, bytes).expect("overwrite");
+        self.vfs
+            .overwrite(&self.dir.join(name), offset, bytes)
+            .expect("overwrite");
     }
 
     fn contents(&self, name: &str) -> Vec<u8> {
@@ -140,7 +155,9 @@ pub fn open(disk: &dyn Disk) -> raftq_storage::Result<Wal> {
 /// (between 1 and 200 bytes) so records straddle pages and segments.
 pub fn payload(index: u64) -> Vec<u8> {
     let length = 1 + (index.wrapping_mul(2_654_435_761) % 200) as usize;
-    (0..length).map(|position| (index as usize * 31 + position) as u8).collect()
+    (0..length)
+        .map(|position| (index as usize * 31 + position) as u8)
+        .collect()
 }
 
 /// A payload for `index` written in a second "generation" (after a
@@ -164,13 +181,20 @@ pub fn assert_log(wal: &Wal, first: u64, last: u64) {
     assert_eq!(wal.first_index(), first, "first index");
     assert_eq!(wal.last_index(), last, "last index");
     for index in first..=last {
-        assert_eq!(wal.read(index).expect("read").as_ref(), payload(index).as_slice(), "record {index}");
+        assert_eq!(
+            wal.read(index).expect("read").as_ref(),
+            payload(index).as_slice(),
+            "record {index}"
+        );
     }
 }
 
 /// Names of the segment files, oldest first.
 pub fn segment_names(disk: &dyn Disk) -> Vec<String> {
-    disk.file_names().into_iter().filter(|name| name.ends_with(".wal")).collect()
+    disk.file_names()
+        .into_iter()
+        .filter(|name| name.ends_with(".wal"))
+        .collect()
 }
 
 /// The path of a named file, for matching error messages.
@@ -187,12 +211,19 @@ pub fn record_bytes(payload_length: usize) -> usize {
 /// Offset of record `index` in a segment whose first index is `first`,
 /// when every record in it was `payload(i)`.
 pub fn record_offset(first: u64, index: u64) -> usize {
-    64 + (first..index).map(|i| record_bytes(payload(i).len())).sum::<usize>()
+    64 + (first..index)
+        .map(|i| record_bytes(payload(i).len()))
+        .sum::<usize>()
 }
 
 /// Encodes a record exactly as the crate docs describe, for planting
 /// records the log did not write.
-pub fn encode_record(segment_id: u64, index: u64, batch_first_index: u64, payload: &[u8]) -> Vec<u8> {
+pub fn encode_record(
+    segment_id: u64,
+    index: u64,
+    batch_first_index: u64,
+    payload: &[u8],
+) -> Vec<u8> {
     let mut bytes = vec![0u8; record_bytes(payload.len())];
     bytes[4..8].copy_from_slice(&(payload.len() as u32).to_le_bytes());
     bytes[8..16].copy_from_slice(&index.to_le_bytes());
@@ -218,6 +249,10 @@ pub fn live_segment_names(disk: &dyn Disk) -> Vec<String> {
 /// Asserts that `payload(i)` is stored for every index in `indexes`.
 pub fn assert_records(wal: &Wal, indexes: std::ops::RangeInclusive<u64>) {
     for index in indexes {
-        assert_eq!(wal.read(index).expect("read").as_ref(), payload(index).as_slice(), "record {index}");
+        assert_eq!(
+            wal.read(index).expect("read").as_ref(),
+            payload(index).as_slice(),
+            "record {index}"
+        );
     }
 }
