@@ -7,8 +7,8 @@ use std::collections::{BTreeMap, VecDeque};
 use bytes::Bytes;
 use raftq::raft::invariants::InvariantChecker;
 use raftq::raft::{
-    Config, Entry, HardState, MemStore, Message, NodeId, RawNode, Role, SeededRng, Snapshot,
-    SnapshotMeta,
+    Config, Entry, Error, HardState, MemStore, Message, NodeId, RawNode, Role, SeededRng, Snapshot,
+    SnapshotMeta, StoreError,
 };
 
 use super::network::{LinkFaults, SimNetwork};
@@ -46,6 +46,26 @@ struct PendingProposal {
     proposer: NodeId,
 }
 
+/// Settings every node of one run shares.
+#[derive(Debug, Clone, Copy)]
+pub struct NodeSettings {
+    pub pre_vote: bool,
+    pub check_quorum: bool,
+    /// Small batches split a leader's catch-up into many messages, so that a
+    /// quorum can acknowledge old entries before the new leader's no-op.
+    pub max_entries_per_message: u64,
+    pub max_inflight_messages: usize,
+}
+
+impl NodeSettings {
+    pub const DEFAULT: NodeSettings = NodeSettings {
+        pre_vote: true,
+        check_quorum: true,
+        max_entries_per_message: 8,
+        max_inflight_messages: 4,
+    };
+}
+
 pub struct SimCluster {
     pub rng: SeededRng,
     pub now: u64,
@@ -54,8 +74,7 @@ pub struct SimCluster {
     pub checker: InvariantChecker,
     /// A hash over every event, to compare two runs of one seed.
     pub trace_hash: u64,
-    pub pre_vote: bool,
-    pub check_quorum: bool,
+    pub settings: NodeSettings,
     proposals: BTreeMap<(u64, u64), PendingProposal>,
     /// Proposals whose proposer applied them: `(index, term)`.
     pub acknowledged: Vec<(u64, u64)>,
@@ -66,6 +85,8 @@ pub struct SimCluster {
     next_read_context: u64,
     pub reads_answered: u64,
     pub snapshots_installed: u64,
+    /// Print every delivered message and role change (`RAFT_SIM_TRACE=1`).
+    trace: bool,
 }
 
 fn mix(trace: u64, value: u64) -> u64 {
@@ -79,8 +100,7 @@ impl SimCluster {
         seed: u64,
         voters: &[NodeId],
         faults: LinkFaults,
-        pre_vote: bool,
-        check_quorum: bool,
+        settings: NodeSettings,
     ) -> Result<Self, String> {
         let mut cluster = SimCluster {
             rng: SeededRng::new(seed),
@@ -89,8 +109,7 @@ impl SimCluster {
             network: SimNetwork::new(faults),
             checker: InvariantChecker::new(),
             trace_hash: seed,
-            pre_vote,
-            check_quorum,
+            settings,
             proposals: BTreeMap::new(),
             acknowledged: Vec::new(),
             next_payload: 0,
@@ -98,6 +117,7 @@ impl SimCluster {
             next_read_context: 0,
             reads_answered: 0,
             snapshots_installed: 0,
+            trace: std::env::var_os("RAFT_SIM_TRACE").is_some(),
         };
         for id in voters {
             let store = MemStore::new_bootstrapped(voters.iter().copied());
@@ -118,12 +138,12 @@ impl SimCluster {
         let mut config = Config::new(id);
         config.election_timeout_ticks = 10;
         config.heartbeat_interval_ticks = 2;
-        config.max_entries_per_message = 8;
-        config.max_inflight_messages = 4;
+        config.max_entries_per_message = self.settings.max_entries_per_message;
+        config.max_inflight_messages = self.settings.max_inflight_messages;
         config.snapshot_chunk_bytes = SNAPSHOT_CHUNK_BYTES;
         config.max_snapshot_bytes = 64 * 1024;
-        config.pre_vote = self.pre_vote;
-        config.check_quorum = self.check_quorum;
+        config.pre_vote = self.settings.pre_vote;
+        config.check_quorum = self.settings.check_quorum;
         config.seed = self.rng.next_u64();
         config
     }
@@ -202,6 +222,7 @@ impl SimCluster {
     /// Takes every Ready of node `id`: checks it, sends what may go now,
     /// applies, and queues the writes for the disk.
     pub fn process_ready(&mut self, id: NodeId) -> Result<(), String> {
+        let now = self.now;
         loop {
             let Some(raw) = self.raw(id) else {
                 return Ok(());
@@ -209,8 +230,16 @@ impl SimCluster {
             if !raw.has_ready() {
                 return Ok(());
             }
-            let ready = raw.ready().map_err(|e| e.to_string())?;
+            let ready = raw
+                .ready()
+                .map_err(|e| format!("at tick {now}: node {id} ready: {e}"))?;
             let status = raw.status();
+            if self.trace && ready.soft_state.is_some() {
+                eprintln!(
+                    "{now:>5} node {id}: {:?} term {} leader {:?} commit {} last {}",
+                    status.role, status.term, status.leader, status.commit, status.last_index
+                );
+            }
             self.checker
                 .observe_ready(id, &status, &ready)
                 .map_err(|violation| format!("at tick {}: {violation}", self.now))?;
@@ -307,7 +336,12 @@ impl SimCluster {
         if applied < snapshot_index + SNAPSHOT_THRESHOLD_ENTRIES {
             return Ok(());
         }
-        let meta: SnapshotMeta = raw.snapshot_meta(applied).map_err(|e| e.to_string())?;
+        let meta: SnapshotMeta = match raw.snapshot_meta(applied) {
+            Ok(meta) => meta,
+            // A newer snapshot from the leader is being installed.
+            Err(Error::Store(StoreError::Compacted)) => return Ok(()),
+            Err(error) => return Err(error.to_string()),
+        };
         let mut data = vec![0u8; SNAPSHOT_DATA_BYTES];
         data[..8].copy_from_slice(&applied.to_le_bytes());
         node.store
@@ -325,10 +359,18 @@ impl SimCluster {
         while let Some(message) = self.network.next_due(self.now) {
             let to = message.to;
             self.trace_hash = mix(self.trace_hash, 0xD11 ^ to ^ message.term << 8);
+            if self.trace {
+                eprintln!(
+                    "{:>5} {} -> {} term {}: {:?}",
+                    self.now, message.from, to, message.term, message.body
+                );
+            }
+            let now = self.now;
             let Some(raw) = self.raw(to) else {
                 continue;
             };
-            raw.step(message).map_err(|e| e.to_string())?;
+            raw.step(message)
+                .map_err(|e| format!("at tick {now}: node {to} step: {e}"))?;
             self.process_ready(to)?;
         }
         for id in self.ids() {

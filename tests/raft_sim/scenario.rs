@@ -4,7 +4,7 @@
 use bytes::Bytes;
 use raftq::raft::{ConfChange, ConfChangeKind, NodeId, SeededRng};
 
-use super::cluster::SimCluster;
+use super::cluster::{NodeSettings, SimCluster};
 use super::network::LinkFaults;
 
 /// Ticks of the fault phase.
@@ -53,7 +53,13 @@ pub fn run_seed(seed: u64, voters: u64) -> Result<SimOutcome, String> {
         1 => (false, true),
         _ => (true, true),
     };
-    let mut cluster = SimCluster::new(seed, &ids, faults, pre_vote, check_quorum)?;
+    let settings = NodeSettings {
+        pre_vote,
+        check_quorum,
+        max_entries_per_message: [1, 2, 8][rng.below(3) as usize],
+        max_inflight_messages: [1, 2, 4][rng.below(3) as usize],
+    };
+    let mut cluster = SimCluster::new(seed, &ids, faults, settings)?;
     let mut outcome = SimOutcome::default();
     let mut next_new_id = voters + 1;
     let mut restarts: Vec<(u64, NodeId)> = Vec::new();
@@ -72,7 +78,11 @@ pub fn run_seed(seed: u64, voters: u64) -> Result<SimOutcome, String> {
                     .filter(|id| cluster.is_running(*id))
                     .collect();
                 if !running.is_empty() {
-                    let victim = running[rng.below(running.len() as u64) as usize];
+                    // Half of the crashes hit the leader, the most telling victim.
+                    let victim = match cluster.leader() {
+                        Some(leader) if rng.chance_percent(50) => leader,
+                        _ => running[rng.below(running.len() as u64) as usize],
+                    };
                     cluster.crash(victim);
                     outcome.crashes += 1;
                     restarts.push((cluster.now + rng.range(5, 200), victim));
