@@ -326,8 +326,8 @@ impl<S: LogStore> RaftCore<S> {
 
     /// A message from an older term. A stale leader is told the newer term so
     /// it steps down; without this, a server that rejoins after a partition
-    /// with PreVote or CheckQuorum could wait forever. A PreVote gets a refusal
-    /// carrying the newer term.
+    /// with PreVote or CheckQuorum could wait forever. A vote request gets a
+    /// refusal carrying the newer term.
     fn answer_stale_term(&mut self, message: &Message) {
         let uses_leases = self.config.check_quorum || self.config.pre_vote;
         match message.body {
@@ -341,11 +341,13 @@ impl<S: LogStore> RaftCore<S> {
                     MessageBody::HeartbeatResponse { read_sequence: 0 },
                 );
             }
-            MessageBody::RequestVote { pre_vote: true, .. } => {
+            MessageBody::RequestVote { pre_vote, .. } => {
+                // Raft Figure 2: refuse, with the current term, so that a
+                // candidate from an older term catches up at once.
                 self.send(
                     message.from,
                     MessageBody::RequestVoteResponse {
-                        pre_vote: true,
+                        pre_vote,
                         granted: false,
                     },
                 );

@@ -47,7 +47,9 @@ impl<S: LogStore> RaftCore<S> {
             .transfer
             .is_some_and(|transfer| !transfer.timeout_now_sent)
         {
-            while self.send_append(target, true)? {}
+            if self.send_append(target, true)? {
+                while self.send_append(target, false)? {}
+            }
         }
         Ok(())
     }

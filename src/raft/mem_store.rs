@@ -16,12 +16,25 @@ pub struct MemStore {
     inner: Arc<Mutex<MemStoreState>>,
 }
 
-#[derive(Debug, Default)]
+#[derive(Debug)]
 struct MemStoreState {
     hard_state: HardState,
     snapshot: Snapshot,
-    /// Entries after the snapshot: `entries[0].index == snapshot.meta.index + 1`.
+    /// Index of `entries[0]`, or of the next entry when `entries` is empty.
+    /// Entries up to the snapshot stay until [`MemStore::compact`] drops them.
+    offset: u64,
     entries: Vec<Entry>,
+}
+
+impl Default for MemStoreState {
+    fn default() -> Self {
+        MemStoreState {
+            hard_state: HardState::default(),
+            snapshot: Snapshot::default(),
+            offset: 1,
+            entries: Vec::new(),
+        }
+    }
 }
 
 impl MemStoreState {
@@ -30,7 +43,7 @@ impl MemStoreState {
     }
 
     fn last_index(&self) -> u64 {
-        self.snapshot.meta.index + self.entries.len() as u64
+        (self.offset + self.entries.len() as u64 - 1).max(self.snapshot.meta.index)
     }
 }
 
@@ -49,6 +62,7 @@ impl MemStore {
             let mut state = store.lock();
             state.hard_state.term = snapshot.meta.term;
             state.hard_state.commit = snapshot.meta.index;
+            state.offset = snapshot.meta.index + 1;
             state.snapshot = snapshot;
         }
         store
@@ -82,7 +96,7 @@ impl MemStore {
             first.index,
             state.last_index()
         );
-        let keep = (first.index - state.first_index()) as usize;
+        let keep = (first.index - state.offset) as usize;
         state.entries.truncate(keep);
         state.entries.extend_from_slice(entries);
     }
@@ -111,6 +125,7 @@ impl MemStore {
             state.hard_state.commit = snapshot.meta.index;
         }
         state.entries.clear();
+        state.offset = snapshot.meta.index + 1;
         state.snapshot = snapshot;
     }
 
@@ -142,14 +157,11 @@ impl MemStore {
             index,
             state.snapshot.meta.index
         );
-        // Entries up to the snapshot are dropped whatever `index` says: the
-        // snapshot replaces them.
-        let drop = (state.snapshot.meta.index + 1)
-            .saturating_sub(state.first_index())
+        let drop = (index + 1)
+            .saturating_sub(state.offset)
             .min(state.entries.len() as u64);
-        if drop > 0 {
-            state.entries.drain(..drop as usize);
-        }
+        state.entries.drain(..drop as usize);
+        state.offset += drop;
     }
 
     /// The metadata of the latest snapshot.
@@ -157,9 +169,11 @@ impl MemStore {
         self.lock().snapshot.meta.clone()
     }
 
-    /// Every entry in the log, for checks in tests.
+    /// Every entry in the log after the snapshot, for checks in tests.
     pub fn all_entries(&self) -> Vec<Entry> {
-        self.lock().entries.clone()
+        let state = self.lock();
+        let skip = (state.first_index() - state.offset) as usize;
+        state.entries[skip.min(state.entries.len())..].to_vec()
     }
 }
 
@@ -189,7 +203,7 @@ impl LogStore for MemStore {
         if index > state.last_index() {
             return Err(StoreError::Unavailable);
         }
-        Ok(state.entries[(index - snapshot_index - 1) as usize].term)
+        Ok(state.entries[(index - state.offset) as usize].term)
     }
 
     fn entries(&self, low: u64, high: u64, max_bytes: u64) -> Result<Vec<Entry>, StoreError> {
@@ -200,7 +214,7 @@ impl LogStore for MemStore {
         if high > state.last_index() + 1 || low > high {
             return Err(StoreError::Unavailable);
         }
-        let offset = state.first_index();
+        let offset = state.offset;
         let slice = &state.entries[(low - offset) as usize..(high - offset) as usize];
         let mut total_bytes = 0u64;
         let mut count = 0usize;

@@ -196,6 +196,9 @@ impl<S: LogStore> RawNode<S> {
 
     /// The metadata for a snapshot the application takes at `index`, which it
     /// must have applied: the term there and the configuration in force.
+    /// Fails with [`StoreError::Compacted`](super::StoreError::Compacted) while
+    /// a newer snapshot from the leader is being installed; the application
+    /// then skips this snapshot.
     pub fn snapshot_meta(&self, index: u64) -> Result<SnapshotMeta, Error> {
         assert!(
             index <= self.core.log.applied,

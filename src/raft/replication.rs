@@ -241,17 +241,26 @@ impl<S: LogStore> RaftCore<S> {
                 }
             }
             AppendResult::Accepted { match_index } => {
-                if !progress.maybe_update(match_index) {
-                    return Ok(());
-                }
+                let updated = progress.maybe_update(match_index);
                 match progress.state {
-                    ProgressState::Probe => progress.become_replicate(),
                     ProgressState::Snapshot => {
+                        let snapshot_index = progress
+                            .outgoing_snapshot
+                            .as_ref()
+                            .map_or(0, |outgoing| outgoing.snapshot.meta.index);
+                        if progress.match_index < snapshot_index {
+                            return Ok(());
+                        }
+                        // The follower has the snapshot (or more). If the log
+                        // was compacted past it meanwhile, probing leads to a
+                        // newer snapshot.
+                        progress.become_probe();
                         if progress.match_index + 1 >= self.log.first_index() {
-                            progress.become_probe();
                             progress.become_replicate();
                         }
                     }
+                    _ if !updated => return Ok(()),
+                    ProgressState::Probe => progress.become_replicate(),
                     ProgressState::Replicate => progress.inflights.free_to(match_index),
                 }
                 if self.maybe_commit() {
