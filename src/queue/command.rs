@@ -183,3 +183,51 @@ pub enum DeadSelection {
     /// Every dead job of a queue.
     Queue(String),
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::queue::{JobQueue, Outcome};
+
+    #[test]
+    fn commands_and_outcomes_survive_postcard_as_the_node_encodes_them() {
+        let mut job = NewJob::new("emails", &b"payload"[..]);
+        job.idempotency_key = Some(Bytes::from_static(b"key"));
+        job.schedule = Schedule::RunAtMs(5);
+        let commands = [
+            Command {
+                now_ms: 1,
+                op: Op::Enqueue(Enqueue {
+                    jobs: vec![job, NewJob::new("bad name", Bytes::new())],
+                    session: Some(SessionStamp {
+                        session_id: 3,
+                        seq: 1,
+                        lowest_unanswered_seq: 1,
+                    }),
+                }),
+            },
+            Command {
+                now_ms: 2,
+                op: Op::Claim(Claim {
+                    queues: vec!["emails".into()],
+                    max_jobs: 2,
+                    lease_ms: 1_000,
+                    worker: Some("w".into()),
+                }),
+            },
+            Command {
+                now_ms: 3,
+                op: Op::SetLimits(Limits::default()),
+            },
+        ];
+        let mut state = JobQueue::new();
+        for command in &commands {
+            let encoded = postcard::to_allocvec(command).unwrap();
+            let decoded: Command = postcard::from_bytes(&encoded).unwrap();
+            assert_eq!(&decoded, command);
+            let outcome = state.apply(&decoded);
+            let encoded = postcard::to_allocvec(&outcome).unwrap();
+            assert_eq!(postcard::from_bytes::<Outcome>(&encoded).unwrap(), outcome);
+        }
+    }
+}

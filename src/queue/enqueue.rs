@@ -1,5 +1,7 @@
 //! Applying an enqueue: batch and session checks, then each job on its own.
 
+use std::cmp::Reverse;
+
 use super::command::{Enqueue, NewJob, Schedule, SessionStamp};
 use super::error::QueueError;
 use super::idempotency::KeyDigest;
@@ -12,7 +14,7 @@ use super::limits::{
     SCHEDULE_AHEAD_MAX_MS,
 };
 use super::outcome::Enqueued;
-use super::queue_table::validate_queue_name;
+use super::queue_table::{ReadyKey, validate_queue_name};
 use super::sessions::{BatchResults, SessionVerdict};
 
 impl JobQueue {
@@ -158,15 +160,27 @@ impl JobQueue {
             // BACKOFF_MULTIPLIER_MAX, checked above.
             max_attempts: new.max_attempts as u16,
             backoff_multiplier: new.backoff.multiplier as u8,
-            state: JobState::Ready,
+            state: if run_at_ms > now_ms {
+                JobState::Scheduled
+            } else {
+                JobState::Ready
+            },
         };
-        self.jobs.insert(job);
-        if run_at_ms > now_ms {
-            self.link_scheduled(id, run_at_ms);
+        // Indexed directly rather than through `link_*`, which would look the
+        // new job up again: this is the hottest path of the state machine.
+        let record = self.queues.get_mut(queue);
+        record.counters.enqueued += 1;
+        if job.state == JobState::Scheduled {
+            record.scheduled += 1;
+            self.scheduled.insert((run_at_ms, id));
         } else {
-            self.link_ready(id, now_ms);
+            record.insert_ready(ReadyKey {
+                priority: Reverse(new.priority),
+                ready_at_ms: now_ms,
+                id,
+            });
         }
-        self.queues.get_mut(queue).counters.enqueued += 1;
+        self.jobs.insert(job);
         if let Some(key) = &new.idempotency_key {
             self.keys.insert(KeyDigest::of(queue, key), id, now_ms);
         }

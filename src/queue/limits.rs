@@ -91,7 +91,8 @@ pub struct Limits {
     /// Largest job payload, in bytes (default 1 MiB).
     pub payload_max_bytes: u32,
     /// How long a user idempotency key is remembered after the enqueue that
-    /// brought it (default 120 s, like NATS JetStream's duplicate window).
+    /// brought it: 1 ms to 7 days (default 120 s, like NATS JetStream's
+    /// duplicate window).
     pub idempotency_window_ms: u64,
     /// Most idempotency keys remembered at once (default 1,000,000).
     pub idempotency_keys_max: u32,

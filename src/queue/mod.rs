@@ -152,8 +152,6 @@ mod ids;
 mod info;
 mod job;
 mod job_queue;
-#[cfg(test)]
-mod job_queue_tests;
 mod job_store;
 mod lease;
 pub mod limits;
@@ -162,6 +160,8 @@ mod queue_table;
 mod sessions;
 mod siphash;
 mod snapshot;
+#[cfg(test)]
+mod tests;
 
 pub use backoff::Backoff;
 pub use command::{
