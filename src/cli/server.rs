@@ -83,6 +83,7 @@ fn init_tracing(filter: &str) -> anyhow::Result<()> {
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .try_init()
         .map_err(|error| anyhow::anyhow!("cannot set up logging: {error}"))
 }

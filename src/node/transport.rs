@@ -32,6 +32,9 @@ pub const HANDSHAKE_TIMEOUT_MS: u64 = 5_000;
 pub const RECONNECT_BACKOFF_MIN_MS: u64 = 50;
 /// Longest reconnect delay.
 pub const RECONNECT_BACKOFF_MAX_MS: u64 = 2_000;
+/// Failed connection attempts in a row before a peer is reported unreachable
+/// in the log.
+pub const UNREACHABLE_WARNING_FAILURES: u32 = 5;
 /// Bytes of messages packed into one peer frame before it is sent.
 pub const PEER_BATCH_MAX_BYTES: usize = 4 * 1024 * 1024;
 
@@ -278,6 +281,7 @@ async fn run_outbound<M: PeerMessage>(
 ) {
     let mut backoff_ms = RECONNECT_BACKOFF_MIN_MS;
     let mut last_error = String::new();
+    let mut failures: u32 = 0;
     loop {
         let connected = tokio::select! {
             _ = stop.cancelled() => return,
@@ -288,13 +292,19 @@ async fn run_outbound<M: PeerMessage>(
                 info!(peer, %address, "connected to peer");
                 backoff_ms = RECONNECT_BACKOFF_MIN_MS;
                 last_error.clear();
+                failures = 0;
                 framed
             }
             Err(error) => {
-                // Log a failure once until it changes, not on every retry.
-                if error != last_error {
-                    warn!(peer, "{error}");
+                // Peers start at different moments, so the first failures are
+                // expected. Warn once a peer stays unreachable, and then only
+                // when the reason changes, not on every retry.
+                failures = failures.saturating_add(1);
+                if failures >= UNREACHABLE_WARNING_FAILURES && error != last_error {
+                    warn!(peer, failures, "{error}");
                     last_error = error;
+                } else {
+                    debug!(peer, failures, "{error}");
                 }
                 report_unreachable(&shared, peer, &mut queue);
                 let jitter_ms = rand::random::<u64>() % (backoff_ms / 2 + 1);
