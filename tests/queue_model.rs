@@ -1520,22 +1520,38 @@ fn restore_never_panics_on_damaged_snapshots() {
 
 #[test]
 fn restore_refuses_a_huge_claimed_length_without_allocating_it() {
-    let mut bytes = b"RQSM".to_vec();
-    bytes.extend_from_slice(&1u32.to_le_bytes());
-    // now_ms, next_job_id, last_token, then limits, then a queue count of
-    // about 2^63.
-    bytes.extend_from_slice(&[0, 1, 0]);
-    bytes.extend_from_slice(&[
-        0x80, 0x80, 0x40, 0xc0, 0x84, 0x3d, 0x80, 0x80, 0x20, 1, 0x80, 0x8d, 0x1c, 0x80, 0xa3,
-        0xd7, 0x0f,
-    ]);
-    bytes.extend_from_slice(&[0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x7f]);
-    bytes.extend_from_slice(&[0; 4]);
-    let bytes = with_checksum(bytes);
-    let (result, peak_bytes) = restore_measured(&bytes);
-    assert!(result.is_err());
-    assert!(
-        peak_bytes <= RESTORE_SLACK_BYTES,
-        "allocated {peak_bytes} bytes"
-    );
+    // A valid start of a body (clock, counters, limits) followed by a queue
+    // count of about 2^63 and a single byte of queues.
+    let start = postcard::to_allocvec(&(5u64, 1u64, 0u64, Limits::default())).unwrap();
+    // The counter sees restore's allocations at all.
+    let mut state = JobQueue::new();
+    state.apply(&Command {
+        now_ms: 5,
+        op: Op::Enqueue(Enqueue {
+            jobs: vec![NewJob::new("a", vec![1u8; 4_096])],
+            session: None,
+        }),
+    });
+    let (restored, peak_bytes) = restore_measured(&state.snapshot());
+    assert_eq!(restored, Ok(state));
+    assert!(peak_bytes >= 4_096, "restore counted {peak_bytes} bytes");
+
+    for count in [u64::MAX >> 1, 1 << 40, 1 << 20] {
+        let mut bytes = b"RQSM".to_vec();
+        bytes.extend_from_slice(&1u32.to_le_bytes());
+        bytes.extend_from_slice(&start);
+        bytes.extend_from_slice(&postcard::to_allocvec(&count).unwrap());
+        bytes.push(1);
+        bytes.extend_from_slice(&[0; 4]);
+        let bytes = with_checksum(bytes);
+        let (result, peak_bytes) = restore_measured(&bytes);
+        assert!(
+            matches!(result, Err(SnapshotError::Decode(_))),
+            "{result:?}"
+        );
+        assert!(
+            peak_bytes <= RESTORE_SLACK_BYTES,
+            "a claimed count of {count} allocated {peak_bytes} bytes"
+        );
+    }
 }
