@@ -168,6 +168,37 @@ fn claimed(state: &mut JobQueue, jobs: usize) -> Vec<ClaimedJob> {
     all
 }
 
+/// The bytes a state holding `jobs` ready jobs, each with its own
+/// idempotency key, allocates.
+fn keyed_state_bytes(jobs: usize) -> usize {
+    let before_bytes = LIVE_BYTES.load(Ordering::Relaxed);
+    let payload = payload();
+    let mut state = JobQueue::new();
+    let mut next_key = 0u64;
+    while state.job_count() < jobs {
+        let batch = (jobs - state.job_count()).min(BATCH_JOBS);
+        let jobs: Vec<NewJob> = (0..batch)
+            .map(|_| {
+                let mut job = NewJob::new("bench", payload.clone());
+                next_key += 1;
+                job.idempotency_key = Some(Bytes::from(format!("order-{next_key:012}")));
+                job
+            })
+            .collect();
+        let command = Command {
+            now_ms: START_MS,
+            op: Op::Enqueue(Enqueue {
+                jobs,
+                session: None,
+            }),
+        };
+        state.apply(&command);
+    }
+    let held_bytes = LIVE_BYTES.load(Ordering::Relaxed) - before_bytes;
+    drop(state);
+    held_bytes
+}
+
 fn resident_bytes() -> Option<u64> {
     let statm = std::fs::read_to_string("/proc/self/statm").ok()?;
     let pages: u64 = statm.split_whitespace().nth(1)?.parse().ok()?;
@@ -192,6 +223,11 @@ fn report_memory() {
             after.saturating_sub(before) as f64 / (1024.0 * 1024.0)
         );
     }
+    let keyed_bytes = keyed_state_bytes(MEMORY_JOBS);
+    println!(
+        "memory: an idempotency key costs {:.1} bytes beyond its job",
+        (keyed_bytes as f64 - held_bytes as f64) / MEMORY_JOBS as f64
+    );
     let snapshot_started = Stopwatch::start();
     let snapshot = state.snapshot();
     let snapshot_elapsed = snapshot_started.elapsed();

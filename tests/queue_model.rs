@@ -319,6 +319,13 @@ impl Model {
         self.sessions[index]
             .results
             .push((stamp.seq, results.clone()));
+        while self.stored_session_results() > self.limits.session_results_max as usize {
+            let victim = (0..self.sessions.len())
+                .filter(|&i| self.sessions[i].id != stamp.session_id)
+                .min_by_key(|&i| (self.sessions[i].last_active_ms, self.sessions[i].id));
+            let Some(victim) = victim else { break };
+            self.sessions.remove(victim);
+        }
         Ok(results)
     }
 
@@ -330,6 +337,14 @@ impl Model {
             let lowest = stamp.lowest_unanswered_seq;
             session.results.retain(|(seq, _)| *seq >= lowest);
         }
+    }
+
+    fn stored_session_results(&self) -> usize {
+        self.sessions
+            .iter()
+            .flat_map(|session| session.results.iter())
+            .map(|(_, results)| results.len())
+            .sum()
     }
 
     fn evict_longest_idle(&mut self) {
@@ -671,6 +686,7 @@ impl Model {
             && limits.idempotency_keys_max <= 100_000_000
             && (1..=10_000_000).contains(&limits.sessions_max)
             && (1..=week_ms).contains(&limits.session_idle_ms)
+            && (1..=100_000_000).contains(&limits.session_results_max)
             && (1..=1_000_000_000).contains(&limits.jobs_per_queue_max)
             && (1..=1_000_000).contains(&limits.queues_max);
         if !valid {
@@ -679,6 +695,9 @@ impl Model {
         self.limits = *limits;
         self.advance(self.now_ms);
         while self.sessions.len() > limits.sessions_max as usize {
+            self.evict_longest_idle();
+        }
+        while self.stored_session_results() > limits.session_results_max as usize {
             self.evict_longest_idle();
         }
         Ok(())
@@ -834,7 +853,7 @@ enum Action {
     Resume(usize),
     Purge(usize),
     Tick,
-    SetLimits(u8, u8, u8, u8, u8, u8, u8),
+    SetLimits([u8; 8]),
 }
 
 fn time_step() -> impl Strategy<Value = TimeStep> {
@@ -940,8 +959,7 @@ fn action() -> impl Strategy<Value = Action> {
         1 => (0..5usize).prop_map(Action::Resume),
         1 => (0..5usize).prop_map(Action::Purge),
         2 => Just(Action::Tick),
-        1 => (0..3u8, 0..3u8, 0..3u8, 0..4u8, 0..3u8, 0..3u8, 0..3u8)
-            .prop_map(|(a, b, c, d, e, f, g)| Action::SetLimits(a, b, c, d, e, f, g)),
+        1 => prop::array::uniform8(0..3u8).prop_map(Action::SetLimits),
     ]
 }
 
@@ -1141,15 +1159,18 @@ fn command(clients: &mut Clients, model: &Model, time: &TimeStep, action: &Actio
         Action::Resume(queue) => Op::Resume(QUEUE_NAMES[*queue].to_string()),
         Action::Purge(queue) => Op::Purge(QUEUE_NAMES[*queue].to_string()),
         Action::Tick => Op::Tick,
-        Action::SetLimits(payload, window, keys, sessions, idle, jobs, queues) => {
+        Action::SetLimits(choices) => {
+            let [payload, window, keys, sessions, idle, results, jobs, queues] =
+                choices.map(usize::from);
             Op::SetLimits(Limits {
-                payload_max_bytes: [16, 1024 * 1024, 64 * 1024 * 1024 + 1][*payload as usize],
-                idempotency_window_ms: [0, 3_000, 120_000][*window as usize],
-                idempotency_keys_max: [2, 4, 1_000_000][*keys as usize],
-                sessions_max: [0, 1, 2, 100_000][*sessions as usize],
-                session_idle_ms: [0, 5_000, 3_600_000][*idle as usize],
-                jobs_per_queue_max: [3, 8, 10_000_000][*jobs as usize],
-                queues_max: [2, 3, 10_000][*queues as usize],
+                payload_max_bytes: [16, 1024 * 1024, 64 * 1024 * 1024 + 1][payload],
+                idempotency_window_ms: [0, 3_000, 120_000][window],
+                idempotency_keys_max: [2, 4, 1_000_000][keys],
+                sessions_max: [0, 2, 100_000][sessions],
+                session_idle_ms: [0, 5_000, 3_600_000][idle],
+                session_results_max: [0, 3, 1_000_000][results],
+                jobs_per_queue_max: [3, 8, 10_000_000][jobs],
+                queues_max: [2, 3, 10_000][queues],
             })
         }
     };
@@ -1499,22 +1520,38 @@ fn restore_never_panics_on_damaged_snapshots() {
 
 #[test]
 fn restore_refuses_a_huge_claimed_length_without_allocating_it() {
-    let mut bytes = b"RQSM".to_vec();
-    bytes.extend_from_slice(&1u32.to_le_bytes());
-    // now_ms, next_job_id, last_token, then limits, then a queue count of
-    // about 2^63.
-    bytes.extend_from_slice(&[0, 1, 0]);
-    bytes.extend_from_slice(&[
-        0x80, 0x80, 0x40, 0xc0, 0x84, 0x3d, 0x80, 0x80, 0x20, 1, 0x80, 0x8d, 0x1c, 0x80, 0xa3,
-        0xd7, 0x0f,
-    ]);
-    bytes.extend_from_slice(&[0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x7f]);
-    bytes.extend_from_slice(&[0; 4]);
-    let bytes = with_checksum(bytes);
-    let (result, peak_bytes) = restore_measured(&bytes);
-    assert!(result.is_err());
-    assert!(
-        peak_bytes <= RESTORE_SLACK_BYTES,
-        "allocated {peak_bytes} bytes"
-    );
+    // A valid start of a body (clock, counters, limits) followed by a queue
+    // count of about 2^63 and a single byte of queues.
+    let start = postcard::to_allocvec(&(5u64, 1u64, 0u64, Limits::default())).unwrap();
+    // The counter sees restore's allocations at all.
+    let mut state = JobQueue::new();
+    state.apply(&Command {
+        now_ms: 5,
+        op: Op::Enqueue(Enqueue {
+            jobs: vec![NewJob::new("a", vec![1u8; 4_096])],
+            session: None,
+        }),
+    });
+    let (restored, peak_bytes) = restore_measured(&state.snapshot());
+    assert_eq!(restored, Ok(state));
+    assert!(peak_bytes >= 4_096, "restore counted {peak_bytes} bytes");
+
+    for count in [u64::MAX >> 1, 1 << 40, 1 << 20] {
+        let mut bytes = b"RQSM".to_vec();
+        bytes.extend_from_slice(&1u32.to_le_bytes());
+        bytes.extend_from_slice(&start);
+        bytes.extend_from_slice(&postcard::to_allocvec(&count).unwrap());
+        bytes.push(1);
+        bytes.extend_from_slice(&[0; 4]);
+        let bytes = with_checksum(bytes);
+        let (result, peak_bytes) = restore_measured(&bytes);
+        assert!(
+            matches!(result, Err(SnapshotError::Decode(_))),
+            "{result:?}"
+        );
+        assert!(
+            peak_bytes <= RESTORE_SLACK_BYTES,
+            "a claimed count of {count} allocated {peak_bytes} bytes"
+        );
+    }
 }

@@ -129,6 +129,8 @@ impl JobQueue {
         self.keys.expire(self.now_ms, limits.idempotency_window_ms);
         self.sessions.expire(self.now_ms, limits.session_idle_ms);
         self.sessions.evict_down_to(limits.sessions_max as usize);
+        self.sessions
+            .evict_down_to_results(limits.session_results_max as usize);
         Ok(())
     }
 }

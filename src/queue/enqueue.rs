@@ -45,12 +45,8 @@ impl JobQueue {
             }
             SessionVerdict::Fresh => {
                 let results = self.enqueue_jobs(&enqueue.jobs);
-                self.sessions.record(
-                    stamp,
-                    self.now_ms,
-                    results.clone(),
-                    self.limits.sessions_max,
-                );
+                self.sessions
+                    .record(stamp, self.now_ms, results.clone(), &self.limits);
                 Ok(results)
             }
         }

@@ -59,6 +59,8 @@ pub const IDEMPOTENCY_WINDOW_CEILING_MS: u64 = 604_800_000;
 pub const IDEMPOTENCY_KEYS_CEILING: u32 = 100_000_000;
 /// The largest `sessions_max` that [`Limits`] accepts.
 pub const SESSIONS_CEILING: u32 = 10_000_000;
+/// The largest `session_results_max` that [`Limits`] accepts.
+pub const SESSION_RESULTS_CEILING: u32 = 100_000_000;
 /// The longest session idle time that [`Limits`] accepts (7 days).
 pub const SESSION_IDLE_CEILING_MS: u64 = 604_800_000;
 /// The largest `jobs_per_queue_max` that [`Limits`] accepts.
@@ -84,7 +86,8 @@ const _: () = assert!(SESSION_STORED_RESULTS_MAX >= ENQUEUE_BATCH_JOBS_MAX);
 ///
 /// Lowering a limit never removes anything that is already stored, except
 /// that a shorter idempotency window or session idle time lets entries expire
-/// sooner and a lower `sessions_max` evicts the longest idle sessions at once.
+/// sooner and a lower `sessions_max` or `session_results_max` evicts the
+/// longest idle sessions at once.
 /// Otherwise a lowered limit only refuses new work.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Limits {
@@ -100,6 +103,9 @@ pub struct Limits {
     pub sessions_max: u32,
     /// A session without requests for this long is forgotten (default 1 hour).
     pub session_idle_ms: u64,
+    /// Most job results stored over all sessions (default 1,000,000);
+    /// storing more evicts the longest idle other sessions.
+    pub session_results_max: u32,
     /// Most jobs in one queue, in any state (default 10,000,000).
     pub jobs_per_queue_max: u64,
     /// Most queues (default 10,000). Queues are never forgotten because their
@@ -115,6 +121,7 @@ impl Default for Limits {
             idempotency_keys_max: 1_000_000,
             sessions_max: 100_000,
             session_idle_ms: 3_600_000,
+            session_results_max: 1_000_000,
             jobs_per_queue_max: 10_000_000,
             queues_max: 10_000,
         }
@@ -152,6 +159,10 @@ impl Limits {
         check(
             (1..=SESSION_IDLE_CEILING_MS).contains(&self.session_idle_ms),
             "session_idle_ms",
+        )?;
+        check(
+            (1..=SESSION_RESULTS_CEILING).contains(&self.session_results_max),
+            "session_results_max",
         )?;
         check(
             (1..=JOBS_PER_QUEUE_CEILING).contains(&self.jobs_per_queue_max),

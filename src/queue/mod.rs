@@ -114,8 +114,10 @@
 //! for `Limits::session_idle_ms` (default 1 hour of stamped time) are
 //! forgotten; at most `Limits::sessions_max` (default 100,000) exist, and
 //! opening one more evicts the longest idle. A session keeps at most 4,096
-//! stored job results ([`QueueError::TooManyUnansweredRequests`] beyond).
-//! See `sessions.rs` for memory.
+//! stored job results ([`QueueError::TooManyUnansweredRequests`] beyond),
+//! and all sessions together at most `Limits::session_results_max` (default
+//! 1,000,000): storing more evicts the longest idle other sessions. See
+//! `sessions.rs` for memory.
 //!
 //! # Statistics
 //!

@@ -3,17 +3,17 @@
 //! answer of its first application instead of being applied twice.
 //!
 //! Memory: a session costs about 150 bytes plus about 40 bytes per stored job
-//! result. Each session keeps at most `SESSION_STORED_RESULTS_MAX` job
-//! results, and at most `Limits::sessions_max` sessions exist, so the worst
-//! case is `sessions_max × SESSION_STORED_RESULTS_MAX × 40` bytes; a client
-//! library that confirms answers promptly keeps one or a few results per
-//! session, about 15 MB for the default 100,000 sessions.
+//! result. At most `Limits::sessions_max` sessions exist (default 100,000,
+//! about 15 MB), each keeps at most `SESSION_STORED_RESULTS_MAX` job results,
+//! and all together keep at most `Limits::session_results_max` (default
+//! 1,000,000, about 40 MB): storing a result beyond that evicts the longest
+//! idle other sessions. So the table stays under about 55 MB by default.
 
 use std::collections::{BTreeMap, BTreeSet};
 
 use super::command::SessionStamp;
 use super::error::QueueError;
-use super::limits::SESSION_STORED_RESULTS_MAX;
+use super::limits::{Limits, SESSION_STORED_RESULTS_MAX};
 use super::outcome::Enqueued;
 
 /// The per-job results of one enqueue.
@@ -41,6 +41,8 @@ pub(super) enum SessionVerdict<'a> {
 pub(super) struct SessionTable {
     sessions: BTreeMap<u64, Session>,
     by_activity: BTreeSet<(u64, u64)>,
+    /// Job results stored over all sessions.
+    stored_results: usize,
 }
 
 impl SessionTable {
@@ -96,17 +98,19 @@ impl SessionTable {
         self.activate(stamp, now_ms);
     }
 
-    /// Stores the result of a fresh request, opening the session if needed
-    /// (evicting the longest idle sessions to stay within `sessions_max`).
+    /// Stores the result of a fresh request, opening the session if needed.
+    /// The longest idle sessions are evicted to stay within `sessions_max`
+    /// sessions, and the longest idle other sessions to stay within
+    /// `results_max` stored job results.
     pub(super) fn record(
         &mut self,
         stamp: &SessionStamp,
         now_ms: u64,
         results: BatchResults,
-        sessions_max: u32,
+        limits: &Limits,
     ) {
         if !self.sessions.contains_key(&stamp.session_id) {
-            self.evict_down_to(sessions_max as usize - 1);
+            self.evict_down_to(limits.sessions_max as usize - 1);
             self.sessions.insert(
                 stamp.session_id,
                 Session {
@@ -117,24 +121,44 @@ impl SessionTable {
             );
             self.by_activity.insert((now_ms, stamp.session_id));
         }
-        let session = self.activate(stamp, now_ms);
-        session.results.insert(stamp.seq, results);
+        self.activate(stamp, now_ms);
+        self.stored_results += results.len();
+        if let Some(session) = self.sessions.get_mut(&stamp.session_id) {
+            session.results.insert(stamp.seq, results);
+        }
+        while self.stored_results > limits.session_results_max as usize {
+            let victim = self
+                .by_activity
+                .iter()
+                .map(|&(_, session_id)| session_id)
+                .find(|&session_id| session_id != stamp.session_id);
+            let Some(victim) = victim else { break };
+            self.remove(victim);
+        }
     }
 
-    fn activate(&mut self, stamp: &SessionStamp, now_ms: u64) -> &mut Session {
-        let session = self
-            .sessions
-            .get_mut(&stamp.session_id)
-            .expect("activate runs on a live session");
+    fn remove(&mut self, session_id: u64) {
+        if let Some(session) = self.sessions.remove(&session_id) {
+            self.by_activity
+                .remove(&(session.last_active_ms, session_id));
+            self.stored_results -= session.results.values().map(Vec::len).sum::<usize>();
+        }
+    }
+
+    fn activate(&mut self, stamp: &SessionStamp, now_ms: u64) {
+        let Some(session) = self.sessions.get_mut(&stamp.session_id) else {
+            return;
+        };
         self.by_activity
             .remove(&(session.last_active_ms, stamp.session_id));
         session.last_active_ms = now_ms;
         self.by_activity.insert((now_ms, stamp.session_id));
         if stamp.lowest_unanswered_seq > session.lowest_unanswered_seq {
             session.lowest_unanswered_seq = stamp.lowest_unanswered_seq;
-            session.results = session.results.split_off(&stamp.lowest_unanswered_seq);
+            let kept = session.results.split_off(&stamp.lowest_unanswered_seq);
+            let answered = std::mem::replace(&mut session.results, kept);
+            self.stored_results -= answered.values().map(Vec::len).sum::<usize>();
         }
-        session
     }
 
     /// Forgets sessions idle for `idle_ms` or longer.
@@ -143,18 +167,28 @@ impl SessionTable {
             if last_active_ms.saturating_add(idle_ms) > now_ms {
                 break;
             }
-            self.by_activity.pop_first();
-            self.sessions.remove(&session_id);
+            self.remove(session_id);
         }
     }
 
     /// Evicts the longest idle sessions until at most `count` remain.
     pub(super) fn evict_down_to(&mut self, count: usize) {
         while self.sessions.len() > count {
-            let Some((_, session_id)) = self.by_activity.pop_first() else {
+            let Some(&(_, session_id)) = self.by_activity.first() else {
                 break;
             };
-            self.sessions.remove(&session_id);
+            self.remove(session_id);
+        }
+    }
+
+    /// Evicts the longest idle sessions until at most `results_max` job
+    /// results are stored.
+    pub(super) fn evict_down_to_results(&mut self, results_max: usize) {
+        while self.stored_results > results_max {
+            let Some(&(_, session_id)) = self.by_activity.first() else {
+                break;
+            };
+            self.remove(session_id);
         }
     }
 
@@ -189,6 +223,7 @@ impl SessionTable {
             table
                 .by_activity
                 .insert((session.last_active_ms, session_id));
+            table.stored_results += stored;
             table.sessions.insert(session_id, session);
         }
         Some(table)

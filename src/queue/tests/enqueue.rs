@@ -332,3 +332,35 @@ fn lower_idempotency_window_forgets_keys_sooner() {
             .duplicate
     );
 }
+
+#[test]
+fn stored_session_results_beyond_the_total_cap_evict_the_longest_idle_other_sessions() {
+    let mut state = JobQueue::new();
+    let limits = Limits {
+        session_results_max: 2,
+        ..Limits::default()
+    };
+    apply(&mut state, START_MS, Op::SetLimits(limits));
+    let open = |session_id| SessionStamp {
+        session_id,
+        seq: 1,
+        lowest_unanswered_seq: 1,
+    };
+    apply(&mut state, START_MS, session_enqueue(open(1), b"a"));
+    apply(&mut state, START_MS + 1, session_enqueue(open(2), b"b"));
+    // A third stored result passes the cap: session 1, the longest idle, goes.
+    apply(&mut state, START_MS + 2, session_enqueue(open(3), b"c"));
+    let next_of = |session_id| SessionStamp {
+        session_id,
+        seq: 2,
+        lowest_unanswered_seq: 2,
+    };
+    assert_eq!(
+        apply(&mut state, START_MS + 3, session_enqueue(next_of(1), b"a")),
+        Outcome::Enqueue(Err(QueueError::SessionExpired { session_id: 1 }))
+    );
+    assert!(matches!(
+        apply(&mut state, START_MS + 3, session_enqueue(next_of(2), b"b")),
+        Outcome::Enqueue(Ok(_))
+    ));
+}
