@@ -15,6 +15,7 @@
 
 pub mod client;
 pub mod config;
+pub mod metrics;
 pub mod node;
 pub mod protocol;
 pub mod queue;

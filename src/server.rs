@@ -16,12 +16,14 @@ use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
 use crate::config::{CLIENT_INFLIGHT_REQUESTS_MAX, ServerConfig};
+use crate::metrics::{self as names, ConnectionGauge};
 use crate::node::net::{BoxStream, Listener};
 use crate::node::{Node, NodeOptions, Seams, StartError};
-use crate::protocol::client::{Request, Response};
+use crate::protocol::client::{Request, Response, ResponseBody};
 use crate::protocol::handshake::{self, AcceptPolicy, ErrorCode, Role};
 use crate::protocol::{Frame, FrameCodec, FrameError, FrameKind};
 use crate::queue::JobQueue;
+use crate::queue::Outcome;
 use crate::service::QueueService;
 
 /// Longest a client may take to complete the handshake.
@@ -84,6 +86,7 @@ pub async fn start(
     let service = Arc::new(QueueService::new(
         node.clone(),
         seams.clock.clone(),
+        config.metric_queue_labels_max,
         shutdown.clone(),
     ));
     let bind_error = |source| ServerStartError::Bind {
@@ -180,6 +183,7 @@ struct Connection {
 
 impl Connection {
     async fn run(self, stream: BoxStream, remote: std::net::SocketAddr) {
+        let _open = ConnectionGauge::open("client");
         let mut framed = Framed::new(stream, FrameCodec::new(self.settings.frame_max_bytes));
         let policy = AcceptPolicy {
             node_id: self.settings.node_id,
@@ -213,11 +217,13 @@ impl Connection {
         let (responses, mut outgoing) = mpsc::channel::<Frame>(CLIENT_INFLIGHT_REQUESTS_MAX);
         let writer = tokio::spawn(async move {
             while let Some(frame) = outgoing.recv().await {
+                names::count_frame("out", frame.kind, frame.payload.len());
                 if sink.feed(frame).await.is_err() {
                     return;
                 }
                 // Write whatever else is ready in the same flush.
                 while let Ok(frame) = outgoing.try_recv() {
+                    names::count_frame("out", frame.kind, frame.payload.len());
                     if sink.feed(frame).await.is_err() {
                         return;
                     }
@@ -229,9 +235,17 @@ impl Connection {
             let _ = sink.close().await;
         });
         let inflight = Arc::new(Semaphore::new(CLIENT_INFLIGHT_REQUESTS_MAX));
+        // Cancelled when the client goes away: a parked long-poll claim of a
+        // gone client must not go on to lease a job that nobody will work on.
+        let gone = CancellationToken::new();
+        let mut client_gone = Some(gone.clone());
         loop {
             let next = tokio::select! {
-                _ = self.shutdown.cancelled() => break,
+                _ = self.shutdown.cancelled() => {
+                    // Requests in flight finish (quickly, with ShuttingDown).
+                    client_gone.take();
+                    break;
+                }
                 next = stream.next() => next,
             };
             let frame = match next {
@@ -242,6 +256,8 @@ impl Connection {
                     break;
                 }
                 Some(Err(error)) => {
+                    metrics::counter!(names::DECODE_ERRORS, "kind" => error.kind_name())
+                        .increment(1);
                     warn!(%remote, client = %name, %error, "bad frame from client; closing the connection");
                     let _ = responses
                         .send(error_frame(ErrorCode::BadFrame, error.to_string()))
@@ -249,9 +265,12 @@ impl Connection {
                     break;
                 }
             };
+            names::count_frame("in", frame.kind, frame.payload.len());
             let request: Request = match (frame.kind, frame.decode::<Request>()) {
                 (FrameKind::Request, Ok(request)) => request,
                 (FrameKind::Request, Err(error)) => {
+                    metrics::counter!(names::DECODE_ERRORS, "kind" => error.kind_name())
+                        .increment(1);
                     warn!(%remote, client = %name, %error, "undecodable request; closing the connection");
                     let _ = responses
                         .send(error_frame(ErrorCode::BadFrame, error.to_string()))
@@ -274,8 +293,23 @@ impl Connection {
             };
             let service = Arc::clone(&self.service);
             let responses = responses.clone();
+            let gone = gone.clone();
             tokio::spawn(async move {
-                let body = service.handle(request.body).await;
+                let request_type = request.body.name();
+                let started = std::time::Instant::now();
+                let body = tokio::select! {
+                    body = service.handle(request.body) => body,
+                    _ = gone.cancelled() => return,
+                };
+                metrics::histogram!(names::CLIENT_REQUEST_SECONDS, "type" => request_type)
+                    .record(started.elapsed().as_secs_f64());
+                let outcome = match &body {
+                    Ok(ResponseBody::Outcome(outcome)) if outcome_is_error(outcome) => "rejected",
+                    Ok(_) => "ok",
+                    Err(error) => error.class(),
+                };
+                metrics::counter!(names::CLIENT_REQUESTS, "type" => request_type, "outcome" => outcome)
+                    .increment(1);
                 let response = Response {
                     id: request.id,
                     body,
@@ -289,9 +323,31 @@ impl Connection {
                 drop(permit);
             });
         }
+        if let Some(gone) = client_gone {
+            gone.cancel();
+        }
         drop(responses);
         // The writer ends once every request task has sent its response.
         let _ = writer.await;
+    }
+}
+
+/// Whether a command's outcome is a refusal by the job queue.
+fn outcome_is_error(outcome: &Outcome) -> bool {
+    match outcome {
+        Outcome::Enqueue(result) => result.is_err(),
+        Outcome::Claim(result) => result.is_err(),
+        Outcome::Ack(result) => result.is_err(),
+        Outcome::Nack(result) => result.is_err(),
+        Outcome::Extend(result) => result.is_err(),
+        Outcome::Cancel(result) => result.is_err(),
+        Outcome::RequeueDead(result) | Outcome::DeleteDead(result) | Outcome::Purge(result) => {
+            result.is_err()
+        }
+        Outcome::Pause(result) | Outcome::Resume(result) | Outcome::SetLimits(result) => {
+            result.is_err()
+        }
+        Outcome::Tick => false,
     }
 }
 

@@ -11,6 +11,7 @@ use tokio::sync::{oneshot, watch};
 use tokio_util::sync::CancellationToken;
 
 use crate::config::CLAIM_WAIT_MAX_MS;
+use crate::metrics::{self as names, QueueLabels};
 use crate::node::clock::Clock;
 use crate::node::{AdminOp, Node, NodeError, StateMachine};
 use crate::protocol::client::{
@@ -95,15 +96,16 @@ impl Parking {
 
     fn park(&self, ticket: u64, queues: Vec<String>) -> oneshot::Receiver<()> {
         let (wake, woken) = oneshot::channel();
-        self.waiting
-            .lock()
-            .expect("parking lock")
-            .insert(ticket, ParkedClaim { queues, wake });
+        let mut waiting = self.waiting.lock().expect("parking lock");
+        waiting.insert(ticket, ParkedClaim { queues, wake });
+        metrics::gauge!(names::QUEUE_LONG_POLL_WAITERS).set(waiting.len() as f64);
         woken
     }
 
     fn leave(&self, ticket: u64) {
-        self.waiting.lock().expect("parking lock").remove(&ticket);
+        let mut waiting = self.waiting.lock().expect("parking lock");
+        waiting.remove(&ticket);
+        metrics::gauge!(names::QUEUE_LONG_POLL_WAITERS).set(waiting.len() as f64);
     }
 
     /// How many claims are parked.
@@ -140,6 +142,7 @@ impl Parking {
                 let _ = parked.wake.send(());
             }
         }
+        metrics::gauge!(names::QUEUE_LONG_POLL_WAITERS).set(waiting.len() as f64);
     }
 
     /// Wakes every parked claim (leadership changed: they must find out).
@@ -147,6 +150,38 @@ impl Parking {
         for (_, parked) in std::mem::take(&mut *self.waiting.lock().expect("parking lock")) {
             let _ = parked.wake.send(());
         }
+        metrics::gauge!(names::QUEUE_LONG_POLL_WAITERS).set(0.0);
+    }
+}
+
+/// A place in the line of parked claims, left when dropped.
+struct ParkedGuard<'a> {
+    parking: &'a Parking,
+    ticket: u64,
+    woken: Option<oneshot::Receiver<()>>,
+}
+
+impl<'a> ParkedGuard<'a> {
+    fn park(parking: &'a Parking, ticket: u64, queues: Vec<String>) -> ParkedGuard<'a> {
+        let woken = parking.park(ticket, queues);
+        ParkedGuard {
+            parking,
+            ticket,
+            woken: Some(woken),
+        }
+    }
+
+    /// Resolves when the claim is woken.
+    async fn woken(mut self) {
+        if let Some(woken) = self.woken.take() {
+            let _ = woken.await;
+        }
+    }
+}
+
+impl Drop for ParkedGuard<'_> {
+    fn drop(&mut self) {
+        self.parking.leave(self.ticket);
     }
 }
 
@@ -155,27 +190,38 @@ pub struct QueueService {
     node: Node<JobQueue>,
     clock: Arc<dyn Clock>,
     parking: Arc<Parking>,
+    labels: Arc<QueueLabels>,
 }
 
 impl QueueService {
-    /// A service over `node`. It spawns the task that wakes parked claims;
-    /// that task ends with `shutdown`.
+    /// A service over `node`, labelling metrics with at most
+    /// `metric_queue_labels_max` queue names. It spawns the tasks that wake
+    /// parked claims and publish queue gauges; they end with `shutdown`.
     pub fn new(
         node: Node<JobQueue>,
         clock: Arc<dyn Clock>,
+        metric_queue_labels_max: usize,
         shutdown: CancellationToken,
     ) -> QueueService {
         let parking = Arc::new(Parking::default());
+        let labels = Arc::new(QueueLabels::new(metric_queue_labels_max));
         tokio::spawn(wake_parked_claims(
             node.clone(),
             Arc::clone(&clock),
             Arc::clone(&parking),
+            shutdown.clone(),
+        ));
+        tokio::spawn(publish_queue_metrics(
+            node.clone(),
+            Arc::clone(&clock),
+            Arc::clone(&labels),
             shutdown,
         ));
         QueueService {
             node,
             clock,
             parking,
+            labels,
         }
     }
 
@@ -248,7 +294,30 @@ impl QueueService {
     }
 
     async fn command(&self, op: Op) -> Result<ResponseBody, ServiceError> {
-        Ok(ResponseBody::Outcome(self.node.propose(&op).await?))
+        let outcome = self.node.propose(&op).await?;
+        self.record_latencies(&op, &outcome);
+        Ok(ResponseBody::Outcome(outcome))
+    }
+
+    /// Records how long jobs waited for a claim and how long workers held
+    /// them, from the stamped times in the outcome.
+    fn record_latencies(&self, op: &Op, outcome: &Outcome) {
+        match (op, outcome) {
+            (Op::Claim(claim), Outcome::Claim(Ok(jobs))) => {
+                for job in jobs {
+                    let claimed_at_ms = job.lease_deadline_ms.saturating_sub(claim.lease_ms);
+                    let waited_ms = claimed_at_ms.saturating_sub(job.enqueued_at_ms);
+                    metrics::histogram!(names::QUEUE_ENQUEUE_TO_CLAIM, "queue" => self.labels.label(&job.queue))
+                        .record(waited_ms as f64 / 1000.0);
+                }
+            }
+            (Op::Ack(_), Outcome::Ack(Ok(acked))) => {
+                let held_ms = self.clock.now_ms().saturating_sub(acked.claimed_at_ms);
+                metrics::histogram!(names::QUEUE_CLAIM_TO_ACK, "queue" => self.labels.label(&acked.queue))
+                    .record(held_ms as f64 / 1000.0);
+            }
+            _ => {}
+        }
     }
 
     async fn admin(&self, op: AdminOp) -> Result<ResponseBody, ServiceError> {
@@ -275,24 +344,24 @@ impl QueueService {
         // The ticket keeps this claim's place in line across re-parking.
         let ticket = self.parking.ticket();
         loop {
-            let outcome = self.node.propose(&Op::Claim(claim.clone())).await?;
+            let op = Op::Claim(claim.clone());
+            let outcome = self.node.propose(&op).await?;
+            self.record_latencies(&op, &outcome);
             let empty = matches!(&outcome, Outcome::Claim(Ok(jobs)) if jobs.is_empty());
             if !empty || tokio::time::Instant::now() >= deadline {
                 return Ok(ResponseBody::Outcome(outcome));
             }
             // Park first, then look: a job that arrives between the two
-            // wakes the parked claim, so none is missed.
-            let woken = self.parking.park(ticket, claim.queues.clone());
+            // wakes the parked claim, so none is missed. The guard leaves
+            // the line however this future ends, also when it is dropped
+            // because the client went away.
+            let parked = ParkedGuard::park(&self.parking, ticket, claim.queues.clone());
             if self.node.read_state(|state| state.has_ready(&claim.queues)) {
-                self.parking.leave(ticket);
                 continue;
             }
             tokio::select! {
-                _ = woken => {}
-                _ = tokio::time::sleep_until(deadline) => {
-                    self.parking.leave(ticket);
-                    return Ok(ResponseBody::Outcome(outcome));
-                }
+                _ = parked.woken() => {}
+                _ = tokio::time::sleep_until(deadline) => return Ok(ResponseBody::Outcome(outcome)),
             }
         }
     }
@@ -330,6 +399,94 @@ fn not_found(error: QueueError) -> ServiceError {
     match error {
         QueueError::QueueNotFound(_) => ServiceError::NotFound(error.to_string()),
         other => ServiceError::Invalid(other.to_string()),
+    }
+}
+
+/// How often queue gauges and the replicated queue counters are exported.
+const QUEUE_METRICS_INTERVAL_MS: u64 = 1_000;
+
+/// Exports every queue's depth by state, oldest ready age and replicated
+/// totals. Queues beyond the label cap are summed under `other`.
+async fn publish_queue_metrics(
+    node: Node<JobQueue>,
+    clock: Arc<dyn Clock>,
+    labels: Arc<QueueLabels>,
+    shutdown: CancellationToken,
+) {
+    let mut interval = tokio::time::interval(Duration::from_millis(QUEUE_METRICS_INTERVAL_MS));
+    interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = interval.tick() => {}
+        }
+        let now_ms = clock.now_ms();
+        let all = node.read_state(|state| state.all_stats(now_ms));
+        let mut by_label: BTreeMap<String, QueueTotals> = BTreeMap::new();
+        for (name, stats) in &all {
+            by_label.entry(labels.label(name)).or_default().add(stats);
+        }
+        for (queue, totals) in by_label {
+            for (state, count) in [
+                ("ready", totals.ready),
+                ("scheduled", totals.scheduled),
+                ("leased", totals.leased),
+                ("dead", totals.dead),
+            ] {
+                metrics::gauge!(names::QUEUE_JOBS, "queue" => queue.clone(), "state" => state)
+                    .set(count as f64);
+            }
+            metrics::gauge!(names::QUEUE_OLDEST_READY_AGE, "queue" => queue.clone())
+                .set(totals.oldest_ready_age_ms as f64 / 1000.0);
+            for (name, value) in [
+                (names::QUEUE_ENQUEUED, totals.enqueued),
+                (names::QUEUE_CLAIMED, totals.claimed),
+                (names::QUEUE_ACKED, totals.acked),
+                (names::QUEUE_NACKED, totals.nacked),
+                (names::QUEUE_EXPIRED, totals.expired),
+                (names::QUEUE_DEAD_LETTERED, totals.dead_lettered),
+                (names::QUEUE_REQUEUED, totals.requeued),
+            ] {
+                metrics::counter!(name, "queue" => queue.clone()).absolute(value);
+            }
+        }
+    }
+}
+
+/// The statistics of the queues that share one metric label.
+#[derive(Debug, Default)]
+struct QueueTotals {
+    ready: u64,
+    scheduled: u64,
+    leased: u64,
+    dead: u64,
+    oldest_ready_age_ms: u64,
+    enqueued: u64,
+    claimed: u64,
+    acked: u64,
+    nacked: u64,
+    expired: u64,
+    dead_lettered: u64,
+    requeued: u64,
+}
+
+impl QueueTotals {
+    fn add(&mut self, stats: &crate::queue::QueueStats) {
+        self.ready += stats.ready;
+        self.scheduled += stats.scheduled;
+        self.leased += stats.leased;
+        self.dead += stats.dead;
+        self.oldest_ready_age_ms = self
+            .oldest_ready_age_ms
+            .max(stats.oldest_ready_age_ms.unwrap_or(0));
+        let counters = &stats.counters;
+        self.enqueued += counters.enqueued;
+        self.claimed += counters.claimed;
+        self.acked += counters.acked;
+        self.nacked += counters.nacked;
+        self.expired += counters.expired;
+        self.dead_lettered += counters.dead_lettered;
+        self.requeued += counters.requeued;
     }
 }
 

@@ -294,3 +294,42 @@ async fn bad_input_gets_a_clear_error_and_changes_nothing() {
     client.ack(id, claimed.token).await.unwrap();
     cluster.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn parked_claim_of_a_client_that_went_away_leases_nothing() {
+    let cluster = ServerCluster::start(3).await;
+    let leader = cluster.leader().await;
+    let service = &cluster.servers[&leader].running.service;
+    let gone_client = cluster.client().await;
+    let waiter =
+        tokio::spawn(async move { gone_client.claim(&["orphans"], 1, 30_000, 60_000).await });
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while service.parked_claims() == 0 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the claim never parked"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    // The worker process dies: its task and its connection go away.
+    waiter.abort();
+    let _ = waiter.await;
+    while service.parked_claims() > 0 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the server kept the claim parked"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let client = cluster.client().await;
+    let id = client
+        .enqueue("orphans", "nobody must hold me")
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(
+        client.job(id, false).await.unwrap().unwrap().state,
+        JobState::Ready
+    );
+    cluster.shutdown().await;
+}

@@ -38,6 +38,7 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
             config.peer_address
         );
     }
+    raftq::metrics::install(&config.metrics_address)?;
     let shutdown = CancellationToken::new();
     let seams = Seams {
         network: Arc::new(TokioNetwork),

@@ -27,11 +27,14 @@ use super::entry_batch::{BATCH_HEADER_BYTES, BatchBuilder, COMMAND_FRAMING_BYTES
 use super::error::NodeError;
 use super::handle::{AdminOp, NodeShared, NodeStatus, Request};
 use super::log_store::{NodeStorage, SnapshotEnvelope, WalLogStore};
-use super::persister::{PersistEvent, Persister};
+use super::persister::{MeteredSync, PersistEvent, Persister};
 use super::state_machine::StateMachine;
 use super::transport::{Inbound, PeerTransport};
 use crate::config::ENTRY_MAX_BYTES;
-use crate::raft::{self, ConfChange, ConfChangeKind, Entry, EntryKind, Message, RawNode, Role};
+use crate::metrics as names;
+use crate::raft::{
+    self, ConfChange, ConfChangeKind, Entry, EntryKind, Message, MessageBody, RawNode, Role,
+};
 
 /// Requests the driver takes from its queue in one round before it turns to
 /// the core, so that one busy source cannot starve the others.
@@ -87,6 +90,8 @@ pub struct Driver<SM: StateMachine> {
     persist_events: mpsc::UnboundedReceiver<PersistEvent>,
     persist_sender: mpsc::UnboundedSender<PersistEvent>,
     persister: Option<Persister>,
+    /// Syncs on the driver's own task when there is no persister thread.
+    inline_sync: Option<MeteredSync>,
     shutdown: CancellationToken,
 
     /// Encoded commands collected this round, with their waiters.
@@ -133,8 +138,12 @@ impl<SM: StateMachine> Driver<SM> {
         shutdown: CancellationToken,
     ) -> Driver<SM> {
         let (persist_sender, persist_events) = mpsc::unbounded_channel();
-        let persister = (!config.inline_sync)
-            .then(|| Persister::start(Arc::clone(storage.wal()), persist_sender.clone()));
+        let meter = MeteredSync::new(Arc::clone(storage.wal()), storage.appended_bytes());
+        let (persister, inline_sync) = if config.inline_sync {
+            (None, Some(meter))
+        } else {
+            (Some(Persister::start(meter, persist_sender.clone())), None)
+        };
         let status = raw.status();
         let snapshot_index = storage.snapshot_index();
         let last_stamp_ms = shared.state_machine().last_now_ms();
@@ -150,6 +159,7 @@ impl<SM: StateMachine> Driver<SM> {
             persist_events,
             persist_sender,
             persister,
+            inline_sync,
             shutdown,
             collected: Vec::new(),
             inflight: BTreeMap::new(),
@@ -241,16 +251,25 @@ impl<SM: StateMachine> Driver<SM> {
 
     fn on_inbound(&mut self, inbound: Inbound<Message>) -> Result<(), String> {
         match inbound {
-            Inbound::Message(message) => match self.raw.step(message) {
-                Ok(()) => Ok(()),
-                Err(raft::Error::Store(raft::StoreError::Io(error))) => Err(error),
-                Err(error) => {
-                    warn!(%error, "peer message refused by the core");
-                    Ok(())
+            Inbound::Message(message) => {
+                if matches!(message.body, MessageBody::AppendEntries { .. }) {
+                    metrics::counter!(names::RAFT_APPEND_RECEIVED).increment(1);
                 }
-            },
+                self.step(message)
+            }
             Inbound::Unreachable(peer) => {
                 self.raw.report_unreachable(peer);
+                Ok(())
+            }
+        }
+    }
+
+    fn step(&mut self, message: Message) -> Result<(), String> {
+        match self.raw.step(message) {
+            Ok(()) => Ok(()),
+            Err(raft::Error::Store(raft::StoreError::Io(error))) => Err(error),
+            Err(error) => {
+                warn!(%error, "peer message refused by the core");
                 Ok(())
             }
         }
@@ -371,6 +390,7 @@ impl<SM: StateMachine> Driver<SM> {
     fn propose_batch(&mut self, builder: BatchBuilder, waiters: Vec<Waiter<SM::Outcome>>) {
         match self.raw.propose(builder.finish()) {
             Ok((index, term)) => {
+                metrics::counter!(names::RAFT_PROPOSALS).increment(1);
                 self.inflight.insert(
                     index,
                     InflightEntry {
@@ -384,9 +404,7 @@ impl<SM: StateMachine> Driver<SM> {
                     raft::Error::NotLeader { .. } => self.not_leader(),
                     other => NodeError::Dropped(other.to_string()),
                 };
-                for waiter in waiters {
-                    let _ = waiter.send(Err(answer.clone()));
-                }
+                fail_all(waiters, &answer);
             }
         }
     }
@@ -464,9 +482,11 @@ impl<SM: StateMachine> Driver<SM> {
         }
         if !ready.entries.is_empty() {
             self.learn_addresses(&ready.entries);
+            let started = std::time::Instant::now();
             self.storage
                 .append_entries(&ready.entries, &mut self.scratch)
                 .map_err(|error| error.to_string())?;
+            metrics::histogram!(names::WAL_APPEND_SECONDS).record(started.elapsed().as_secs_f64());
         }
         if let Some(hard_state) = &ready.hard_state {
             self.storage
@@ -477,15 +497,13 @@ impl<SM: StateMachine> Driver<SM> {
             number: ready.number,
             messages: ready.persisted_messages,
         });
-        match &self.persister {
-            Some(persister) => persister.request(ready.number),
-            None => {
-                self.storage
-                    .wal()
-                    .sync()
-                    .map_err(|error| error.to_string())?;
+        match (&self.persister, &mut self.inline_sync) {
+            (Some(persister), _) => persister.request(ready.number),
+            (None, Some(meter)) => {
+                meter.sync().map_err(|error| error.to_string())?;
                 self.persisted(ready.number);
             }
+            (None, None) => unreachable!("a driver syncs either on a persister or inline"),
         }
         if !ready.committed_entries.is_empty() {
             self.apply(ready.committed_entries)?;
@@ -503,6 +521,16 @@ impl<SM: StateMachine> Driver<SM> {
     }
 
     fn send(&mut self, message: Message) {
+        match &message.body {
+            MessageBody::AppendEntries { entries, .. } => {
+                metrics::counter!(names::RAFT_APPEND_SENT).increment(1);
+                metrics::histogram!(names::RAFT_ENTRIES_PER_APPEND).record(entries.len() as f64);
+            }
+            MessageBody::InstallSnapshot { offset: 0, .. } => {
+                metrics::counter!(names::RAFT_SNAPSHOTS_SENT).increment(1);
+            }
+            _ => {}
+        }
         if !self.transport.send(message.clone()) {
             self.raw.report_unreachable(message.to);
         }
@@ -538,6 +566,25 @@ impl<SM: StateMachine> Driver<SM> {
         if role != self.role || leader != self.leader {
             info!(?role, ?leader, "role or leader changed");
         }
+        if leader != self.leader && leader.is_some() {
+            metrics::counter!(names::RAFT_LEADER_CHANGES).increment(1);
+        }
+        if role == Role::Leader && !was_leader {
+            metrics::counter!(names::RAFT_LEADER_ELECTIONS).increment(1);
+        }
+        for (name, value) in [
+            ("follower", Role::Follower),
+            ("pre_candidate", Role::PreCandidate),
+            ("candidate", Role::Candidate),
+            ("leader", Role::Leader),
+        ] {
+            metrics::gauge!(names::RAFT_ROLE, "role" => name).set(if role == value {
+                1.0
+            } else {
+                0.0
+            });
+        }
+        metrics::gauge!(names::RAFT_LEADER_ID).set(leader.unwrap_or(0) as f64);
         self.role = role;
         self.leader = leader;
         if was_leader && role != Role::Leader {
@@ -555,11 +602,7 @@ impl<SM: StateMachine> Driver<SM> {
     fn fail_leader_work(&mut self) {
         for (_, entry) in std::mem::take(&mut self.inflight) {
             match entry.proposed {
-                Proposed::Commands(waiters) => {
-                    for waiter in waiters {
-                        let _ = waiter.send(Err(NodeError::OutcomeUnknown));
-                    }
-                }
+                Proposed::Commands(waiters) => fail_all(waiters, &NodeError::OutcomeUnknown),
                 Proposed::ConfChange(reply) => {
                     let _ = reply.send(Err(NodeError::OutcomeUnknown));
                 }
@@ -582,9 +625,11 @@ impl<SM: StateMachine> Driver<SM> {
         for reader in readers {
             let _ = reader.send(Err(answer.clone()));
         }
-        for (_, waiter) in std::mem::take(&mut self.collected) {
-            let _ = waiter.send(Err(answer.clone()));
-        }
+        let collected: Vec<_> = std::mem::take(&mut self.collected)
+            .into_iter()
+            .map(|(_, waiter)| waiter)
+            .collect();
+        fail_all(collected, &answer);
     }
 
     fn install_snapshot(&mut self, snapshot: &raft::Snapshot) -> Result<(), String> {
@@ -781,6 +826,7 @@ impl<SM: StateMachine> Driver<SM> {
                 } else {
                     tokio::task::spawn_blocking(compact);
                 }
+                metrics::counter!(names::RAFT_SNAPSHOTS_TAKEN).increment(1);
                 info!(index, "snapshot taken and the log compacted behind it");
                 Ok(())
             }
@@ -795,6 +841,17 @@ impl<SM: StateMachine> Driver<SM> {
 
     fn publish_status(&self) {
         let status = self.raw.status();
+        metrics::gauge!(names::RAFT_TERM).set(status.term as f64);
+        metrics::gauge!(names::RAFT_COMMIT_INDEX).set(status.commit as f64);
+        metrics::gauge!(names::RAFT_APPLIED_INDEX).set(self.applied as f64);
+        metrics::gauge!(names::RAFT_SNAPSHOT_INDEX).set(self.snapshot_index as f64);
+        for (peer, progress) in &status.progress {
+            if *peer != status.id {
+                let lag = status.last_index.saturating_sub(progress.match_index);
+                metrics::gauge!(names::RAFT_FOLLOWER_LAG, "peer" => peer.to_string())
+                    .set(lag as f64);
+            }
+        }
         let leader_address = status
             .leader
             .and_then(|leader| self.transport.client_address(leader));
@@ -885,14 +942,29 @@ impl<SM: StateMachine> Driver<SM> {
     }
 }
 
+/// Answers every waiter with the same error and counts the failures.
+fn fail_all<O>(waiters: Vec<Waiter<O>>, answer: &NodeError) {
+    let reason = match answer {
+        NodeError::NotLeader { .. } => "not_leader",
+        NodeError::Dropped(_) => "dropped",
+        NodeError::OutcomeUnknown => "outcome_unknown",
+        NodeError::Overloaded(_) => "overloaded",
+        NodeError::Invalid(_) => "invalid",
+        NodeError::Refused(_) => "refused",
+        NodeError::ShuttingDown => "shutting_down",
+        NodeError::Failed(_) => "failed",
+    };
+    metrics::counter!(names::RAFT_PROPOSAL_FAILURES, "reason" => reason)
+        .increment(waiters.len() as u64);
+    for waiter in waiters {
+        let _ = waiter.send(Err(answer.clone()));
+    }
+}
+
 fn fail_dropped<O>(proposed: Proposed<O>) {
     let answer = NodeError::Dropped("another leader's entry took its place in the log".to_string());
     match proposed {
-        Proposed::Commands(waiters) => {
-            for waiter in waiters {
-                let _ = waiter.send(Err(answer.clone()));
-            }
-        }
+        Proposed::Commands(waiters) => fail_all(waiters, &answer),
         Proposed::ConfChange(reply) => {
             let _ = reply.send(Err(answer));
         }

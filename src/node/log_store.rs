@@ -16,6 +16,7 @@
 
 use std::collections::BTreeMap;
 use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 
 use bytes::{BufMut, Bytes, BytesMut};
@@ -109,6 +110,8 @@ fn storage_error(error: raftq_storage::Error) -> StoreError {
 /// The node's durable state: log, hard state and snapshots.
 pub struct NodeStorage {
     wal: Arc<Wal>,
+    /// Bytes of entry records written since the node started, for metrics.
+    appended_bytes: Arc<AtomicU64>,
     snapshots: SnapshotStore,
     latest: Arc<RwLock<raft::Snapshot>>,
 }
@@ -193,6 +196,7 @@ impl NodeStorage {
         }
         let storage = NodeStorage {
             wal,
+            appended_bytes: Arc::new(AtomicU64::new(0)),
             snapshots,
             latest: Arc::new(RwLock::new(snapshot.clone())),
         };
@@ -209,6 +213,11 @@ impl NodeStorage {
     /// The write-ahead log, for syncing from the persister.
     pub fn wal(&self) -> &Arc<Wal> {
         &self.wal
+    }
+
+    /// A counter of the bytes written into the log, for metrics.
+    pub fn appended_bytes(&self) -> Arc<AtomicU64> {
+        Arc::clone(&self.appended_bytes)
     }
 
     /// A read-only view for the consensus core.
@@ -250,6 +259,8 @@ impl NodeStorage {
             start = end;
         }
         let range = self.wal.append(&records)?;
+        self.appended_bytes
+            .fetch_add(scratch.len() as u64, Ordering::Relaxed);
         assert_eq!(
             range.start, first.index,
             "the log assigned the expected indexes"

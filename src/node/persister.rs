@@ -8,10 +8,51 @@
 //! instead, which keeps the whole run on one deterministic thread.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc as std_mpsc;
 
 use raftq_storage::Wal;
 use tokio::sync::mpsc;
+
+use crate::metrics as names;
+
+/// Syncs the log and records how long it took and how much it covered.
+pub(crate) struct MeteredSync {
+    wal: Arc<Wal>,
+    appended_bytes: Arc<AtomicU64>,
+    last_durable_index: u64,
+    last_appended_bytes: u64,
+}
+
+impl MeteredSync {
+    /// Meters syncs of `wal`; `appended_bytes` counts the bytes written into it.
+    pub(crate) fn new(wal: Arc<Wal>, appended_bytes: Arc<AtomicU64>) -> MeteredSync {
+        MeteredSync {
+            last_durable_index: wal.durable_index(),
+            last_appended_bytes: appended_bytes.load(Ordering::Relaxed),
+            wal,
+            appended_bytes,
+        }
+    }
+
+    /// One sync of everything written so far.
+    pub(crate) fn sync(&mut self) -> Result<u64, raftq_storage::Error> {
+        let bytes_before = self.appended_bytes.load(Ordering::Relaxed);
+        let started = std::time::Instant::now();
+        let durable_index = self.wal.sync()?;
+        metrics::histogram!(names::WAL_FSYNC_SECONDS).record(started.elapsed().as_secs_f64());
+        // A truncation can lower the watermark; count only forward progress.
+        let records = durable_index.saturating_sub(self.last_durable_index);
+        let bytes = bytes_before.saturating_sub(self.last_appended_bytes);
+        if records > 0 {
+            metrics::histogram!(names::WAL_FSYNC_BATCH_RECORDS).record(records as f64);
+            metrics::histogram!(names::WAL_FSYNC_BATCH_BYTES).record(bytes as f64);
+        }
+        self.last_durable_index = durable_index;
+        self.last_appended_bytes = bytes_before;
+        Ok(durable_index)
+    }
+}
 
 /// What the persister reports to the driver.
 #[derive(Debug)]
@@ -34,7 +75,7 @@ pub struct Persister {
 
 impl Persister {
     /// Starts the persister thread for `wal`, reporting to `events`.
-    pub fn start(wal: Arc<Wal>, events: mpsc::UnboundedSender<PersistEvent>) -> Persister {
+    pub fn start(mut meter: MeteredSync, events: mpsc::UnboundedSender<PersistEvent>) -> Persister {
         let (requests, receiver) = std_mpsc::channel::<u64>();
         let thread = std::thread::Builder::new()
             .name("raftq-persister".to_string())
@@ -44,7 +85,7 @@ impl Persister {
                     while let Ok(newer) = receiver.try_recv() {
                         number = newer;
                     }
-                    let event = match wal.sync() {
+                    let event = match meter.sync() {
                         Ok(_) => PersistEvent::Persisted { number },
                         Err(error) => PersistEvent::Failed(error.to_string()),
                     };

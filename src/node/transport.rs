@@ -23,6 +23,7 @@ use tracing::{debug, info, warn};
 
 use super::net::{BoxStream, Listener, Network};
 use crate::config::{PEER_CONNECTIONS_MAX, PEER_FRAME_MAX_BYTES, PEER_SEND_QUEUE_MESSAGES};
+use crate::metrics::{self as names, ConnectionGauge};
 use crate::protocol::handshake::{self, AcceptPolicy, ErrorCode, Hello, Role};
 use crate::protocol::{Frame, FrameCodec, FrameError, FrameKind, PROTOCOL_VERSION};
 
@@ -214,6 +215,7 @@ impl<M: PeerMessage> PeerTransport<M> {
             match Arc::clone(&slots).try_acquire_owned() {
                 Ok(permit) => {
                     tokio::spawn(async move {
+                        let _open = ConnectionGauge::open("peer_inbound");
                         serve_inbound(shared, stream).await;
                         drop(permit);
                     });
@@ -287,8 +289,10 @@ async fn run_outbound<M: PeerMessage>(
             _ = stop.cancelled() => return,
             connected = connect_to(&shared, peer, &address) => connected,
         };
+        let _open;
         let mut framed = match connected {
             Ok(framed) => {
+                _open = ConnectionGauge::open("peer_outbound");
                 info!(peer, %address, "connected to peer");
                 backoff_ms = RECONNECT_BACKOFF_MIN_MS;
                 last_error.clear();
@@ -343,6 +347,7 @@ async fn run_outbound<M: PeerMessage>(
                 }
             };
             batch.clear();
+            names::count_frame("out", FrameKind::Peer, frame.payload.len());
             if let Err(error) = framed.send(frame).await {
                 warn!(peer, %error, "lost connection to peer");
                 report_unreachable(&shared, peer, &mut queue);
@@ -409,11 +414,13 @@ async fn serve_inbound<M: PeerMessage>(shared: Arc<Shared<M>>, stream: BoxStream
                 return;
             }
             Some(Err(error)) => {
+                metrics::counter!(names::DECODE_ERRORS, "kind" => error.kind_name()).increment(1);
                 warn!(peer, %error, "bad frame from peer; closing the connection");
                 handshake::send_error(&mut framed, ErrorCode::BadFrame, error.to_string()).await;
                 return;
             }
         };
+        names::count_frame("in", frame.kind, frame.payload.len());
         if frame.kind != FrameKind::Peer {
             let error = FrameError::UnexpectedKind {
                 found: frame.kind.name(),
@@ -426,6 +433,7 @@ async fn serve_inbound<M: PeerMessage>(shared: Arc<Shared<M>>, stream: BoxStream
         let messages: Vec<M> = match frame.decode() {
             Ok(messages) => messages,
             Err(error) => {
+                metrics::counter!(names::DECODE_ERRORS, "kind" => error.kind_name()).increment(1);
                 warn!(peer, %error, "undecodable peer frame; closing the connection");
                 handshake::send_error(&mut framed, ErrorCode::BadFrame, error.to_string()).await;
                 return;

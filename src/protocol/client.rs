@@ -228,6 +228,21 @@ pub enum ServiceError {
 }
 
 impl ServiceError {
+    /// A short stable name for metric labels.
+    pub fn class(&self) -> &'static str {
+        match self {
+            ServiceError::NotLeader { .. } => "not_leader",
+            ServiceError::OutcomeUnknown => "outcome_unknown",
+            ServiceError::Dropped(_) => "dropped",
+            ServiceError::Overloaded(_) => "overloaded",
+            ServiceError::Invalid(_) => "invalid",
+            ServiceError::Refused(_) => "refused",
+            ServiceError::NotFound(_) => "not_found",
+            ServiceError::ShuttingDown => "shutting_down",
+            ServiceError::Failed(_) => "failed",
+        }
+    }
+
     /// Whether the same request may be sent again (to the leader, after a
     /// pause) without risk of applying it twice.
     pub fn is_retryable(&self) -> bool {
