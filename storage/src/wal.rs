@@ -27,7 +27,7 @@ pub struct WalStats {
     pub appended_records: u64,
     /// Syncs that had something to write.
     pub sync_batches: u64,
-    /// Range syncs (msync/fdatasync) issued to segment files; the figure to
+    /// Syncs (fdatasync for real files) issued to segment files; the figure to
     /// divide by `appended_records` for "fsyncs per record".
     pub segment_syncs: u64,
     /// Syncs of the hard-state file.
