@@ -317,8 +317,18 @@ impl Wal {
     }
 
     /// Blocks until `index` is durable, syncing if no one else is, and
-    /// returns the durable watermark.
+    /// returns the durable watermark. An index past the end of the log is
+    /// an error, not a wait for a future append.
     pub fn wait_durable(&self, index: u64) -> Result<u64> {
+        self.check_poisoned()?;
+        let last_index = self.last_index();
+        if index > last_index {
+            return Err(Error::IndexOutOfRange {
+                index,
+                first_index: self.first_index(),
+                last_index,
+            });
+        }
         self.wait_durable_inner(index, None)
     }
 
@@ -358,8 +368,14 @@ impl Wal {
                 }
             };
             // This waiter leads: one sync covers everyone written so far.
-            if let Err(error) = self.sync_holding(guard) {
-                break Err(error);
+            match self.sync_holding(guard) {
+                Err(error) => break Err(error),
+                // Everything appended is durable now, so an index still
+                // above the watermark is not in the log (any more).
+                Ok(durable_index) if durable_index < index && index > self.last_index() => {
+                    break Err(Error::Truncated { index });
+                }
+                Ok(_) => {}
             }
             self.prepare_spare_quietly();
         };
