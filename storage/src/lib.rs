@@ -7,7 +7,9 @@
 //!
 //! # Layout
 //!
-//! - `wal.rs`: [`Wal`]: append, group commit, reads, truncation, compaction.
+//! - `wal.rs`: [`Wal`]: open, append, rollover, reads, spare segments;
+//!   `wal/group_commit.rs`: sync, the durable watermark and its waiters;
+//!   `wal/truncation.rs`: `truncate_suffix`, `compact_prefix`, `reset_to`.
 //! - `recovery.rs`: opening a directory: the decision table below.
 //! - `segment.rs`: one segment file in memory, and the scan of its records.
 //! - `format.rs`: header and record encoding, CRCs.
