@@ -30,7 +30,7 @@ pub enum Preallocation {
 /// How bytes get into a mapped segment. Reads always go through the
 /// mapping; Linux keeps the mapping and the file's page cache coherent, so
 /// either way a write is visible to readers at once, and `sync_range`
-/// (msync) makes it durable.
+/// makes it durable.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum WriteMethod {
     /// `memcpy` into the mapping: no system call per append, but every
@@ -209,7 +209,7 @@ struct MappedRegion {
     len_bytes: usize,
     /// Writers take it exclusively and readers shared, so a borrowed slice
     /// handed to `inspect` is never written while it is alive. `sync_range`
-    /// takes no lock: msync only reads the pages, inside the kernel.
+    /// takes no lock: writeback only reads the pages, inside the kernel.
     access: RwLock<()>,
     write_method: WriteMethod,
     /// A failed `pwrite`, reported by the next `sync_range`, the way a

@@ -5,8 +5,7 @@ use std::collections::VecDeque;
 use std::ops::Range;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, TryLockError};
-use std::thread::Thread;
+use std::sync::{Arc, Mutex, MutexGuard};
 
 use bytes::Bytes;
 use tokio::sync::watch;
@@ -15,10 +14,14 @@ use crate::config::WalConfig;
 use crate::error::{Error, Result};
 use crate::format::{RecordKind, SEAL_RECORD_BYTES, SEGMENT_HEADER_BYTES, record_total_bytes};
 use crate::hard_state::HardStateFile;
-use crate::intent::{Intent, remove_intent, write_intent};
-use crate::recovery::{RecoveryReport, create_first_segment, recover};
+use crate::recovery::{RecoveryReport, recover};
 use crate::segment::{Segment, create_segment_file};
-use crate::vfs::{Region, Vfs};
+use crate::vfs::Vfs;
+
+mod group_commit;
+mod truncation;
+
+use group_commit::Waiter;
 
 /// Counters for benchmarks and monitoring.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -27,7 +30,7 @@ pub struct WalStats {
     pub appended_records: u64,
     /// Syncs that had something to write.
     pub sync_batches: u64,
-    /// Range syncs (msync/fdatasync) issued to segment files; the figure to
+    /// Syncs (fdatasync for real files) issued to segment files; the figure to
     /// divide by `appended_records` for "fsyncs per record".
     pub segment_syncs: u64,
     /// Syncs of the hard-state file.
@@ -117,25 +120,6 @@ impl State {
             .partition_point(|segment| segment.first_index <= index);
         Ok(&self.segments[position - 1])
     }
-}
-
-/// A thread parked until `index` is durable.
-#[derive(Debug)]
-struct Waiter {
-    index: u64,
-    thread: Thread,
-    /// Set when a waker removed it from the list.
-    dequeued: AtomicBool,
-}
-
-/// One segment's share of a sync, captured under the state lock.
-struct SyncItem {
-    segment_id: u64,
-    path: PathBuf,
-    region: Arc<dyn Region>,
-    header: Option<[u8; SEGMENT_HEADER_BYTES]>,
-    from_bytes: usize,
-    to_bytes: usize,
 }
 
 impl Wal {
@@ -305,205 +289,6 @@ impl Wal {
         state.segments.push_back(next);
     }
 
-    /// Appends records and returns once they are durable. Many threads may
-    /// call it at once: one of the waiters syncs for everyone written so far
-    /// (group commit, at most one sync in flight), the others wait.
-    pub fn append_durable<R: AsRef<[u8]>>(&self, records: &[R]) -> Result<Range<u64>> {
-        let (range, epoch) = self.append_returning_epoch(records)?;
-        if !range.is_empty() {
-            self.wait_durable_inner(range.end - 1, Some(epoch))?;
-        }
-        Ok(range)
-    }
-
-    /// Blocks until `index` is durable, syncing if no one else is, and
-    /// returns the durable watermark.
-    pub fn wait_durable(&self, index: u64) -> Result<u64> {
-        self.wait_durable_inner(index, None)
-    }
-
-    fn wait_durable_inner(&self, index: u64, epoch: Option<u64>) -> Result<u64> {
-        let mut registered: Option<Arc<Waiter>> = None;
-        let result = loop {
-            if let Err(error) = self.check_poisoned() {
-                break Err(error);
-            }
-            // Read the watermark before the epoch: a truncation bumps the
-            // epoch before any later sync raises the watermark again.
-            let durable_index = self.durable_index.load(Ordering::SeqCst);
-            if epoch.is_some_and(|epoch| epoch != self.truncation_epoch.load(Ordering::SeqCst)) {
-                break Err(Error::Truncated { index });
-            }
-            if durable_index >= index {
-                break Ok(durable_index);
-            }
-            let guard = match self.sync_lock.try_lock() {
-                Ok(guard) => guard,
-                Err(TryLockError::Poisoned(poison)) => poison.into_inner(),
-                Err(TryLockError::WouldBlock) => {
-                    if registered.is_none() {
-                        let waiter = Arc::new(Waiter {
-                            index,
-                            thread: std::thread::current(),
-                            dequeued: AtomicBool::new(false),
-                        });
-                        self.lock_waiters().push(waiter.clone());
-                        registered = Some(waiter);
-                        // Check again before parking: the sync in flight
-                        // may have finished before this waiter was listed.
-                        continue;
-                    }
-                    std::thread::park();
-                    continue;
-                }
-            };
-            // This waiter leads: one sync covers everyone written so far.
-            if let Err(error) = self.sync_holding(guard) {
-                break Err(error);
-            }
-            self.prepare_spare_quietly();
-        };
-        if let Some(waiter) = registered
-            && !waiter.dequeued.load(Ordering::SeqCst)
-        {
-            self.lock_waiters()
-                .retain(|listed| !Arc::ptr_eq(listed, &waiter));
-        }
-        result
-    }
-
-    /// Wakes the parked waiters that the watermark now covers (all of them
-    /// when `everyone`), then one that it does not cover, which leads the
-    /// next sync. Covered ones go first so their next appends can join that
-    /// sync's batch.
-    fn wake_waiters(&self, everyone: bool) {
-        let durable_index = self.durable_index.load(Ordering::SeqCst);
-        let mut woken: Vec<Thread> = Vec::new();
-        let mut next_leader = None;
-        {
-            let mut waiters = self.lock_waiters();
-            if waiters.is_empty() {
-                return;
-            }
-            waiters.retain(|waiter| {
-                if everyone || waiter.index <= durable_index {
-                    waiter.dequeued.store(true, Ordering::SeqCst);
-                    woken.push(waiter.thread.clone());
-                    return false;
-                }
-                if next_leader.is_none() {
-                    next_leader = Some(waiter.thread.clone());
-                }
-                true
-            });
-        }
-        for thread in woken.into_iter().chain(next_leader) {
-            thread.unpark();
-        }
-    }
-
-    /// Makes everything appended (and the hard state set) before the call
-    /// durable, and returns the durable watermark. Blocking: call it from a
-    /// persister thread, not from an async task.
-    pub fn sync(&self) -> Result<u64> {
-        self.check_poisoned()?;
-        let guard = self.lock_sync();
-        let durable_index = self.sync_holding(guard)?;
-        self.prepare_spare_quietly();
-        Ok(durable_index)
-    }
-
-    /// Runs one sync with the sync lock held, then releases the lock and
-    /// wakes the waiters.
-    fn sync_holding(&self, guard: MutexGuard<'_, ()>) -> Result<u64> {
-        let result = self.sync_step();
-        drop(guard);
-        self.wake_waiters(result.is_err());
-        result
-    }
-
-    /// The sync itself; the caller holds the sync lock. Segment data goes
-    /// first, in log order, so a new segment's header is written only after
-    /// the seal naming it is durable; the hard state goes last.
-    fn sync_step(&self) -> Result<u64> {
-        self.check_poisoned()?;
-        let (target_index, items, hard_state_write, hard_state_region) = {
-            let state = self.lock_state();
-            let items: Vec<SyncItem> = state
-                .segments
-                .iter()
-                .filter(|segment| {
-                    !segment.header_durable || segment.written_bytes > segment.synced_bytes
-                })
-                .map(|segment| SyncItem {
-                    segment_id: segment.id,
-                    path: segment.path.clone(),
-                    region: segment.region.clone(),
-                    header: (!segment.header_durable).then(|| segment.header().encode()),
-                    from_bytes: if segment.header_durable {
-                        segment.synced_bytes
-                    } else {
-                        0
-                    },
-                    to_bytes: segment.written_bytes,
-                })
-                .collect();
-            let hard_state_write = state.hard_state.pending_write();
-            let hard_state_region = hard_state_write.as_ref().map(|_| state.hard_state.region());
-            (
-                state.next_index - 1,
-                items,
-                hard_state_write,
-                hard_state_region,
-            )
-        };
-        if items.is_empty() && hard_state_write.is_none() {
-            return Ok(self.durable_index());
-        }
-        for item in &items {
-            if let Some(header) = &item.header {
-                item.region.write(0, header);
-            }
-            item.region
-                .sync_range(item.from_bytes, item.to_bytes - item.from_bytes)
-                .map_err(|error| self.poison(Error::io("sync segment", &item.path, error)))?;
-            self.counters.segment_syncs.fetch_add(1, Ordering::Relaxed);
-        }
-        if let (Some(write), Some(region)) = (&hard_state_write, &hard_state_region) {
-            write.perform(&**region).map_err(|error| {
-                let path = self.lock_state().hard_state.path().to_path_buf();
-                self.poison(Error::io("sync hard state", path, error))
-            })?;
-            self.counters
-                .hard_state_syncs
-                .fetch_add(1, Ordering::Relaxed);
-        }
-        self.counters.sync_batches.fetch_add(1, Ordering::Relaxed);
-        let mut state = self.lock_state();
-        for item in &items {
-            if let Some(segment) = state
-                .segments
-                .iter_mut()
-                .find(|segment| segment.id == item.segment_id)
-            {
-                segment.header_durable = true;
-                segment.synced_bytes = segment.synced_bytes.max(item.to_bytes);
-            }
-        }
-        if let Some(write) = &hard_state_write {
-            state.hard_state.mark_durable(write);
-        }
-        let durable_index = state.durable_index.max(target_index);
-        self.publish_durable(&mut state, durable_index);
-        Ok(durable_index)
-    }
-
-    fn publish_durable(&self, state: &mut State, durable_index: u64) {
-        state.durable_index = durable_index;
-        self.durable_index.store(durable_index, Ordering::SeqCst);
-        self.durable_sender.send_replace(durable_index);
-    }
-
     /// Prepares a spare segment if none is ready, so the next rollover does
     /// not have to create a file. Errors surface at the next rollover.
     fn prepare_spare_quietly(&self) {
@@ -599,179 +384,6 @@ impl Wal {
     /// Iterates over `range`, each record read and checked on demand.
     pub fn iter(&self, range: Range<u64>) -> Entries<'_> {
         Entries { wal: self, range }
-    }
-
-    /// Removes every record at and after `from` (for a Raft log conflict).
-    ///
-    /// Crash safety: an intent is made durable first, then later segments
-    /// are removed and the cut region is zeroed and synced, then the intent
-    /// is removed. Old records at these indexes can therefore never reappear
-    /// behind new ones after a crash. Everything appended before the call is
-    /// synced first. Blocking; costs several syncs.
-    pub fn truncate_suffix(&self, from: u64) -> Result<()> {
-        self.check_poisoned()?;
-        let guard = self.lock_sync();
-        let result = self
-            .sync_step()
-            .and_then(|_| self.truncate_holding_sync(from));
-        drop(guard);
-        self.wake_waiters(true);
-        result
-    }
-
-    fn truncate_holding_sync(&self, from: u64) -> Result<()> {
-        let mut state = self.lock_state();
-        let first_index = state.first_index();
-        if from < first_index || from > state.next_index {
-            return Err(Error::IndexOutOfRange {
-                index: from,
-                first_index,
-                last_index: state.next_index - 1,
-            });
-        }
-        if from == state.next_index {
-            return Ok(());
-        }
-        let position = state
-            .segments
-            .partition_point(|segment| segment.first_index <= from)
-            - 1;
-        let segment = &state.segments[position];
-        let offset = segment
-            .record_range(from)
-            .map_or(segment.records_end_bytes, |(offset, _)| offset);
-        let intent = Intent::TruncateSuffix {
-            segment_id: segment.id,
-            offset: offset as u64,
-            index: from,
-        };
-        write_intent(&*self.vfs, &self.dir, intent).map_err(|error| self.poison(error))?;
-        let removed: Vec<Segment> = state.segments.drain(position + 1..).collect();
-        for segment in removed.iter().rev() {
-            self.vfs
-                .remove_file(&segment.path)
-                .map_err(|error| self.poison(Error::io("remove segment", &segment.path, error)))?;
-        }
-        if !removed.is_empty() {
-            self.sync_dir()?;
-        }
-        let segment = state.tail_mut();
-        let end = segment.written_bytes;
-        segment.region.zero(offset, end - offset);
-        let synced = segment.region.sync_range(offset, end - offset);
-        let path = segment.path.clone();
-        synced.map_err(|error| self.poison(Error::io("sync segment", path, error)))?;
-        let kept_records = (from - segment.first_index) as usize;
-        segment.record_offsets.truncate(kept_records);
-        segment.records_end_bytes = offset;
-        segment.written_bytes = offset;
-        segment.synced_bytes = offset;
-        segment.sealed = false;
-        remove_intent(&*self.vfs, &self.dir).map_err(|error| self.poison(error))?;
-        state.next_index = from;
-        self.truncation_epoch.fetch_add(1, Ordering::SeqCst);
-        self.publish_durable(&mut state, from - 1);
-        Ok(())
-    }
-
-    /// Removes whole segments whose records all lie below `up_to` (after the
-    /// caller has a durable snapshot covering them). The tail segment is
-    /// never removed. Returns how many segments were removed.
-    pub fn compact_prefix(&self, up_to: u64) -> Result<usize> {
-        self.check_poisoned()?;
-        let guard = self.lock_sync();
-        let result = self.compact_holding_sync(up_to);
-        drop(guard);
-        self.wake_waiters(result.is_err());
-        result
-    }
-
-    fn compact_holding_sync(&self, up_to: u64) -> Result<usize> {
-        let removable =
-            |state: &State| state.segments.len() > 1 && state.segments[1].first_index <= up_to;
-        if !removable(&self.lock_state()) {
-            return Ok(0);
-        }
-        // The segment after a removed one must have a durable header before
-        // it becomes the first segment on disk.
-        self.sync_step()?;
-        let mut state = self.lock_state();
-        let mut removed = 0;
-        while removable(&state) {
-            let segment = state.segments.pop_front().expect("checked above");
-            if let Err(error) = self.vfs.remove_file(&segment.path) {
-                let error = Error::io("remove segment", &segment.path, error);
-                state.segments.push_front(segment);
-                return Err(error);
-            }
-            // One directory sync per removal: a crash can then only leave a
-            // shorter prefix removed, never a gap.
-            self.sync_dir()?;
-            removed += 1;
-        }
-        Ok(removed)
-    }
-
-    /// Discards the whole log and continues at `next_index` (after a
-    /// snapshot from the leader covers more than the log holds).
-    ///
-    /// Crash safety: an intent naming the new segment is made durable
-    /// first; recovery finishes an interrupted reset.
-    pub fn reset_to(&self, next_index: u64) -> Result<()> {
-        self.check_poisoned()?;
-        if next_index == 0 {
-            return Err(Error::IndexOutOfRange {
-                index: 0,
-                first_index: self.first_index(),
-                last_index: self.last_index(),
-            });
-        }
-        let guard = self.lock_sync();
-        // No spare may be created with an id below the new segment's.
-        let preparing = self.lock_spare();
-        let result = self.reset_holding_sync(next_index);
-        drop(preparing);
-        drop(guard);
-        self.wake_waiters(true);
-        self.prepare_spare_quietly();
-        result
-    }
-
-    fn reset_holding_sync(&self, next_index: u64) -> Result<()> {
-        let mut state = self.lock_state();
-        let segment_id = state.next_segment_id;
-        state.next_segment_id += 1;
-        let intent = Intent::Reset {
-            segment_id,
-            next_index,
-        };
-        write_intent(&*self.vfs, &self.dir, intent).map_err(|error| self.poison(error))?;
-        let segment = create_first_segment(
-            &*self.vfs,
-            &self.dir,
-            segment_id,
-            next_index,
-            self.config.segment_size_bytes,
-        )
-        .map_err(|error| self.poison(error))?;
-        let state = &mut *state;
-        let old: Vec<Segment> = state
-            .segments
-            .drain(..)
-            .chain(state.spares.drain(..))
-            .collect();
-        for segment in &old {
-            self.vfs
-                .remove_file(&segment.path)
-                .map_err(|error| self.poison(Error::io("remove segment", &segment.path, error)))?;
-        }
-        self.sync_dir()?;
-        remove_intent(&*self.vfs, &self.dir).map_err(|error| self.poison(error))?;
-        state.segments.push_back(segment);
-        state.next_index = next_index;
-        self.truncation_epoch.fetch_add(1, Ordering::SeqCst);
-        self.publish_durable(state, next_index - 1);
-        Ok(())
     }
 
     fn sync_dir(&self) -> Result<()> {

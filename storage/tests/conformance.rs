@@ -29,6 +29,7 @@ conformance!(
     records_roll_over_into_new_segments_and_survive_reopen,
     a_batch_larger_than_a_segment_gets_consecutive_indexes,
     sync_reports_a_watermark_covering_every_earlier_append,
+    waiting_for_an_index_past_the_log_is_an_error,
     one_sync_covers_the_appends_of_every_waiting_writer,
     concurrent_durable_appends_each_get_their_own_records,
     truncate_suffix_lets_new_records_take_the_removed_indexes,
@@ -119,6 +120,20 @@ fn sync_reports_a_watermark_covering_every_earlier_append(disk: &dyn Disk) {
     assert!(watermark.has_changed().unwrap());
     assert_eq!(*watermark.borrow_and_update(), 5);
     assert_eq!(wal.wait_durable(5).unwrap(), 5);
+}
+
+fn waiting_for_an_index_past_the_log_is_an_error(disk: &dyn Disk) {
+    let wal = open(disk).unwrap();
+    append_range(&wal, 1..4);
+    assert!(matches!(
+        wal.wait_durable(4),
+        Err(Error::IndexOutOfRange {
+            index: 4,
+            last_index: 3,
+            ..
+        })
+    ));
+    assert_eq!(wal.wait_durable(3).unwrap(), 3);
 }
 
 fn one_sync_covers_the_appends_of_every_waiting_writer(disk: &dyn Disk) {
