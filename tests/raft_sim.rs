@@ -22,7 +22,7 @@ use scenario::{SimOutcome, run_seed};
 
 /// Seeds per test in a plain `cargo test`: enough to exercise every fault,
 /// few enough to keep the suite quick in the dev profile.
-const DEFAULT_SEEDS: u64 = 12;
+const DEFAULT_SEEDS: u64 = 32;
 /// Ticks the partial-partition run must keep one leader and commit.
 const STABLE_LEADER_TICKS: u64 = 2000;
 /// Ticks allowed for the first election under the partial partition.

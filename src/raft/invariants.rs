@@ -22,7 +22,7 @@
 //! restarts (with what its store holds), then
 //! [`InvariantChecker::observe_ready`] after every
 //! [`RawNode::ready`](super::RawNode::ready), with the
-//! [`Status`](super::Status) taken right after it. The checker must see every
+//! [`Status`] taken right after it. The checker must see every
 //! server from the beginning of the cluster.
 
 use std::collections::BTreeMap;

@@ -43,13 +43,11 @@ impl<S: LogStore> RaftCore<S> {
             timeout_now_sent: false,
         });
         self.maybe_send_timeout_now(target);
-        if self
+        let target_needs_entries = self
             .transfer
-            .is_some_and(|transfer| !transfer.timeout_now_sent)
-        {
-            if self.send_append(target, true)? {
-                while self.send_append(target, false)? {}
-            }
+            .is_some_and(|transfer| !transfer.timeout_now_sent);
+        if target_needs_entries && self.send_append(target, true)? {
+            while self.send_append(target, false)? {}
         }
         Ok(())
     }

@@ -166,6 +166,10 @@ impl<S: LogStore> RawNode<S> {
     /// durable. A persisted snapshot counts as applied: the caller restores
     /// the state machine from it.
     pub fn on_persisted(&mut self, number: u64) {
+        assert!(
+            number < self.next_ready_number,
+            "Ready {number} was reported persisted but never handed out"
+        );
         while let Some(record) = self.outstanding.front().copied() {
             if record.number > number {
                 break;

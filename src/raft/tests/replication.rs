@@ -340,3 +340,35 @@ proptest! {
         prop_assert_eq!(quorum_match_index(&mut sorted), counted);
     }
 }
+
+#[test]
+fn an_unreachable_follower_is_probed_instead_of_streamed_to() {
+    let mut network = Network::new(&[1, 2, 3]);
+    network.elect(1);
+    assert_eq!(
+        network.status(1).progress[&2].state,
+        ProgressState::Replicate
+    );
+    network.raw(1).report_unreachable(2);
+    assert_eq!(network.status(1).progress[&2].state, ProgressState::Probe);
+    // Replication resumes from the follower's match once it answers again.
+    network.propose(1, b"after the outage");
+    assert_eq!(log_terms(&network, 2), log_terms(&network, 1));
+    assert_eq!(
+        network.status(1).progress[&2].state,
+        ProgressState::Replicate
+    );
+}
+
+#[test]
+fn stale_append_responses_do_not_move_progress_backwards() {
+    let mut network = Network::new(&[1, 2, 3]);
+    network.elect(1);
+    network.propose(1, b"x");
+    let before = network.status(1).progress[&2].clone();
+    let term = network.status(1).term;
+    network.raw(1).step(append_response(2, 1, term, 1)).unwrap();
+    let after = network.status(1).progress[&2].clone();
+    assert_eq!(after.match_index, before.match_index);
+    assert_eq!(after.state, ProgressState::Replicate);
+}
