@@ -113,7 +113,7 @@ pub fn print_stats_table(all: &[(String, QueueStats)]) {
         return;
     }
     println!(
-        "{:<24} {:>9} {:>9} {:>9} {:>9} {:>10} {:>10} {:>10} {:>12}  {}",
+        "{:<24} {:>9} {:>9} {:>9} {:>9} {:>10} {:>10} {:>10} {:>12}  STATE",
         "QUEUE",
         "READY",
         "SCHEDULED",
@@ -123,7 +123,6 @@ pub fn print_stats_table(all: &[(String, QueueStats)]) {
         "ACKED",
         "FAILED",
         "OLDEST",
-        "STATE"
     );
     for (name, stats) in all {
         let oldest = stats
