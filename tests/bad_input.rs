@@ -147,9 +147,10 @@ async fn bad_peers_are_refused_and_the_cluster_keeps_working() {
         protocol_version: PROTOCOL_VERSION,
         cluster_id: "test".to_string(),
         role: Role::Peer {
-            node_id: 2,
-            peer_address: cluster.peer_addresses[&2].clone(),
-            client_address: cluster.client_addresses[&2].clone(),
+            node_id: 9,
+            peer_address: "127.0.0.1:9".to_string(),
+            incarnation: 1,
+            client_address: "127.0.0.1:9".to_string(),
         },
         nonce: [3; 32],
     };
@@ -165,7 +166,8 @@ async fn bad_peers_are_refused_and_the_cluster_keeps_working() {
         "{wrong_secret:?}"
     );
 
-    // A peer that knows the secret but claims node 2's id from elsewhere.
+    // A peer that knows the secret but claims the id of node 2, which is
+    // connected and talking.
     let stream = TcpStream::connect(&peer_address).await.unwrap();
     let mut framed = Framed::new(stream, FrameCodec::new(1 << 20));
     let impostor = Hello {
@@ -174,6 +176,7 @@ async fn bad_peers_are_refused_and_the_cluster_keeps_working() {
         role: Role::Peer {
             node_id: 2,
             peer_address: "127.0.0.1:1".to_string(),
+            incarnation: 2,
             client_address: "127.0.0.1:2".to_string(),
         },
         nonce: [4; 32],

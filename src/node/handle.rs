@@ -310,6 +310,7 @@ impl<SM: StateMachine> Node<SM> {
                 cluster_id: options.cluster_id.clone(),
                 secret: options.secret.clone(),
                 peer_address: options.peer_address.clone(),
+                incarnation: rand::random(),
                 client_address: options.client_address.clone(),
             },
             Arc::clone(&seams.network),

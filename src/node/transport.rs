@@ -71,6 +71,8 @@ pub struct TransportConfig {
     pub secret: Option<Vec<u8>>,
     /// This node's peer address as the membership lists it.
     pub peer_address: String,
+    /// Random per process start; see [`Role::Peer`].
+    pub incarnation: u64,
     /// This node's advertised client address, sent to peers in the handshake.
     pub client_address: String,
 }
@@ -90,6 +92,9 @@ struct Shared<M> {
     members: Mutex<BTreeMap<u64, String>>,
     /// Client addresses that peers announced in their handshakes.
     client_addresses: Mutex<BTreeMap<u64, String>>,
+    /// The process behind each peer's inbound connection and when it last
+    /// sent a frame.
+    inbound_peers: Mutex<BTreeMap<u64, InboundPeer>>,
     shutdown: CancellationToken,
 }
 
@@ -122,6 +127,7 @@ impl<M: PeerMessage> PeerTransport<M> {
                 peers: Mutex::new(BTreeMap::new()),
                 members: Mutex::new(BTreeMap::new()),
                 client_addresses: Mutex::new(BTreeMap::new()),
+                inbound_peers: Mutex::new(BTreeMap::new()),
                 shutdown,
             }),
         }
@@ -256,6 +262,7 @@ async fn connect_to<M: PeerMessage>(
         role: Role::Peer {
             node_id: shared.config.node_id,
             peer_address: shared.config.peer_address.clone(),
+            incarnation: shared.config.incarnation,
             client_address: shared.config.client_address.clone(),
         },
         nonce: nonce(),
@@ -390,6 +397,7 @@ async fn serve_inbound<M: PeerMessage>(shared: Arc<Shared<M>>, stream: BoxStream
     let Role::Peer {
         node_id: peer,
         client_address,
+        incarnation,
         ..
     } = hello.role
     else {
@@ -400,6 +408,24 @@ async fn serve_inbound<M: PeerMessage>(shared: Arc<Shared<M>>, stream: BoxStream
         .lock()
         .expect("client addresses lock")
         .insert(peer, client_address);
+    read_peer_frames(&shared, &mut framed, peer, incarnation).await;
+    // The process behind this connection is gone or went quiet: a restarted
+    // process of the same node may connect at once.
+    let mut inbound = shared.inbound_peers.lock().expect("inbound peers lock");
+    if inbound
+        .get(&peer)
+        .is_some_and(|current| current.incarnation == incarnation)
+    {
+        inbound.remove(&peer);
+    }
+}
+
+async fn read_peer_frames<M: PeerMessage>(
+    shared: &Shared<M>,
+    framed: &mut Framed<BoxStream, FrameCodec>,
+    peer: u64,
+    incarnation: u64,
+) {
     let own_id = shared.config.node_id;
     loop {
         let frame = tokio::select! {
@@ -416,18 +442,27 @@ async fn serve_inbound<M: PeerMessage>(shared: Arc<Shared<M>>, stream: BoxStream
             Some(Err(error)) => {
                 metrics::counter!(names::DECODE_ERRORS, "kind" => error.kind_name()).increment(1);
                 warn!(peer, %error, "bad frame from peer; closing the connection");
-                handshake::send_error(&mut framed, ErrorCode::BadFrame, error.to_string()).await;
+                handshake::send_error(framed, ErrorCode::BadFrame, error.to_string()).await;
                 return;
             }
         };
         names::count_frame("in", frame.kind, frame.payload.len());
+        if let Some(inbound) = shared
+            .inbound_peers
+            .lock()
+            .expect("inbound peers lock")
+            .get_mut(&peer)
+            && inbound.incarnation == incarnation
+        {
+            inbound.last_frame = tokio::time::Instant::now();
+        }
         if frame.kind != FrameKind::Peer {
             let error = FrameError::UnexpectedKind {
                 found: frame.kind.name(),
                 expected: FrameKind::Peer.name(),
             };
             warn!(peer, %error, "closing the peer connection");
-            handshake::send_error(&mut framed, ErrorCode::BadFrame, error.to_string()).await;
+            handshake::send_error(framed, ErrorCode::BadFrame, error.to_string()).await;
             return;
         }
         let messages: Vec<M> = match frame.decode() {
@@ -435,7 +470,7 @@ async fn serve_inbound<M: PeerMessage>(shared: Arc<Shared<M>>, stream: BoxStream
             Err(error) => {
                 metrics::counter!(names::DECODE_ERRORS, "kind" => error.kind_name()).increment(1);
                 warn!(peer, %error, "undecodable peer frame; closing the connection");
-                handshake::send_error(&mut framed, ErrorCode::BadFrame, error.to_string()).await;
+                handshake::send_error(framed, ErrorCode::BadFrame, error.to_string()).await;
                 return;
             }
         };
@@ -449,7 +484,7 @@ async fn serve_inbound<M: PeerMessage>(shared: Arc<Shared<M>>, stream: BoxStream
                     "peer sent a message with a forged sender or wrong recipient; closing"
                 );
                 let text = "message sender or recipient does not match the connection";
-                handshake::send_error(&mut framed, ErrorCode::BadFrame, text).await;
+                handshake::send_error(framed, ErrorCode::BadFrame, text).await;
                 return;
             }
             if shared
@@ -464,10 +499,22 @@ async fn serve_inbound<M: PeerMessage>(shared: Arc<Shared<M>>, stream: BoxStream
     }
 }
 
+/// A peer's inbound connection as admission sees it.
+#[derive(Debug, Clone, Copy)]
+struct InboundPeer {
+    incarnation: u64,
+    last_frame: tokio::time::Instant,
+}
+
+/// A connection of a node id whose previous process sent nothing for this
+/// long replaces it; a younger one means two processes claim the id.
+pub const PEER_INCARNATION_STALE_MS: u64 = 3_000;
+
 fn admit_peer<M>(shared: &Shared<M>, role: &Role) -> Result<(), (ErrorCode, String)> {
     let Role::Peer {
         node_id,
         peer_address,
+        incarnation,
         ..
     } = role
     else {
@@ -484,17 +531,30 @@ fn admit_peer<M>(shared: &Shared<M>, role: &Role) -> Result<(), (ErrorCode, Stri
     }
     // A peer this node does not know yet (a member added by a configuration
     // change it has not applied) is admitted on the strength of the secret.
-    let members = shared.members.lock().expect("members lock");
-    match members.get(node_id) {
-        Some(expected) if expected != peer_address => Err((
+    // What is refused is a second process speaking as a node whose current
+    // process is still talking to us.
+    let now = tokio::time::Instant::now();
+    let mut inbound = shared.inbound_peers.lock().expect("inbound peers lock");
+    if let Some(current) = inbound.get(node_id)
+        && current.incarnation != *incarnation
+        && now.duration_since(current.last_frame) < Duration::from_millis(PEER_INCARNATION_STALE_MS)
+    {
+        return Err((
             ErrorCode::UnknownPeer,
             format!(
-                "node {node_id} listens on {expected}, but the connecting node says it \
-                 listens on {peer_address}: two nodes may be configured with one id"
+                "another process is connected as node {node_id}; the process at {peer_address} \
+                 claims the same id: two nodes may be configured with one id"
             ),
-        )),
-        _ => Ok(()),
+        ));
     }
+    inbound.insert(
+        *node_id,
+        InboundPeer {
+            incarnation: *incarnation,
+            last_frame: now,
+        },
+    );
+    Ok(())
 }
 
 #[cfg(test)]
@@ -539,6 +599,7 @@ mod tests {
             cluster_id: "test".to_string(),
             secret: Some(secret.to_vec()),
             peer_address: address.clone(),
+            incarnation: id,
             client_address: format!("client-of-{id}"),
         };
         let transport = PeerTransport::new(config, network, sender, shutdown.child_token());
@@ -641,6 +702,7 @@ mod tests {
             role: Role::Peer {
                 node_id: 1,
                 peer_address: "127.0.0.1:1".to_string(),
+                incarnation: 7,
                 client_address: "x".to_string(),
             },
             nonce: nonce(),
@@ -662,32 +724,61 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn two_nodes_with_one_id_are_told_apart_by_address() {
+    async fn second_process_claiming_a_connected_node_id_is_refused() {
         let shutdown = CancellationToken::new();
-        let two = start(2, b"secret", &shutdown).await;
-        two.transport.set_members(&BTreeMap::from([
-            (1, "127.0.0.1:1111".to_string()),
-            (2, two.address.clone()),
-        ]));
-        let stream = TokioNetwork.connect(&two.address).await.unwrap();
-        let mut framed = Framed::new(stream, FrameCodec::new(PEER_FRAME_MAX_BYTES));
-        let impostor = Hello {
+        let mut two = start(2, b"secret", &shutdown).await;
+        let one_shutdown = CancellationToken::new();
+        let one = start(1, b"secret", &one_shutdown).await;
+        let members = BTreeMap::from([(1, one.address.clone()), (2, two.address.clone())]);
+        one.transport.set_members(&members);
+        // The real node 1 is connected and talking.
+        loop {
+            one.transport.send(message(1, 2, "hello"));
+            if let Ok(Some(Inbound::Message(_))) =
+                tokio::time::timeout(Duration::from_millis(100), two.inbound.recv()).await
+            {
+                break;
+            }
+        }
+        let impostor = |incarnation| Hello {
             protocol_version: PROTOCOL_VERSION,
             cluster_id: "test".to_string(),
             role: Role::Peer {
                 node_id: 1,
                 peer_address: "127.0.0.1:2222".to_string(),
+                incarnation,
                 client_address: "x".to_string(),
             },
             nonce: nonce(),
         };
-        let refused = handshake::connect(&mut framed, impostor, Some(b"secret")).await;
+        let stream = TokioNetwork.connect(&two.address).await.unwrap();
+        let mut framed = Framed::new(stream, FrameCodec::new(PEER_FRAME_MAX_BYTES));
+        let refused = handshake::connect(&mut framed, impostor(99), Some(b"secret")).await;
         match refused {
             Err(handshake::HandshakeError::Refused {
                 code: ErrorCode::UnknownPeer,
                 message,
-            }) => assert!(message.contains("127.0.0.1:1111"), "{message}"),
+            }) => assert!(message.contains("127.0.0.1:2222"), "{message}"),
             other => panic!("expected a refusal, got {other:?}"),
+        }
+        // Once the real process is gone, a restarted one is admitted.
+        one_shutdown.cancel();
+        drop(one);
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        loop {
+            let stream = TokioNetwork.connect(&two.address).await.unwrap();
+            let mut framed = Framed::new(stream, FrameCodec::new(PEER_FRAME_MAX_BYTES));
+            if handshake::connect(&mut framed, impostor(100), Some(b"secret"))
+                .await
+                .is_ok()
+            {
+                break;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "the restarted node was never admitted"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
         }
         shutdown.cancel();
     }

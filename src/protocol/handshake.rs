@@ -43,9 +43,12 @@ pub enum Role {
         /// The connecting node's id.
         node_id: u64,
         /// The address where the connecting node accepts peer connections,
-        /// as written in the cluster membership; the acceptor compares it
-        /// with the membership to catch two nodes configured with one id.
+        /// for the acceptor's logs.
         peer_address: String,
+        /// Random per process start: two processes that claim one node id
+        /// (a configuration mistake) have different incarnations, which the
+        /// acceptor notices.
+        incarnation: u64,
         /// The address where the connecting node serves clients, so that
         /// other nodes can redirect clients to it when it leads.
         client_address: String,
@@ -185,10 +188,12 @@ fn transcript_mac(
         Role::Peer {
             node_id,
             peer_address,
+            incarnation,
             client_address,
         } => {
             mac.update(b"peer");
             mac.update(&node_id.to_le_bytes());
+            mac.update(&incarnation.to_le_bytes());
             mac.update(&(peer_address.len() as u64).to_le_bytes());
             mac.update(peer_address.as_bytes());
             mac.update(&(client_address.len() as u64).to_le_bytes());
@@ -478,6 +483,7 @@ mod tests {
         Role::Peer {
             node_id,
             peer_address: format!("127.0.0.1:{}", 7000 + node_id),
+            incarnation: 1,
             client_address: format!("127.0.0.1:{node_id}"),
         }
     }
