@@ -338,6 +338,7 @@ fn outcome_is_error(outcome: &Outcome) -> bool {
         Outcome::Enqueue(result) => result.is_err(),
         Outcome::Claim(result) => result.is_err(),
         Outcome::Ack(result) => result.is_err(),
+        Outcome::AckBatch(result) => result.is_err(),
         Outcome::Nack(result) => result.is_err(),
         Outcome::Extend(result) => result.is_err(),
         Outcome::Cancel(result) => result.is_err(),

@@ -241,6 +241,7 @@ impl QueueService {
             RequestBody::Enqueue(enqueue) => self.command(Op::Enqueue(enqueue)).await,
             RequestBody::Claim { claim, wait_ms } => self.claim(claim, wait_ms).await,
             RequestBody::Ack(ack) => self.command(Op::Ack(ack)).await,
+            RequestBody::AckBatch(acks) => self.command(Op::AckBatch(acks)).await,
             RequestBody::Nack(nack) => self.command(Op::Nack(nack)).await,
             RequestBody::Extend(extend) => self.command(Op::Extend(extend)).await,
             RequestBody::Cancel(id) => self.command(Op::Cancel(id)).await,
@@ -311,10 +312,11 @@ impl QueueService {
                         .record(waited_ms as f64 / 1000.0);
                 }
             }
-            (Op::Ack(_), Outcome::Ack(Ok(acked))) => {
-                let held_ms = self.clock.now_ms().saturating_sub(acked.claimed_at_ms);
-                metrics::histogram!(names::QUEUE_CLAIM_TO_ACK, "queue" => self.labels.label(&acked.queue))
-                    .record(held_ms as f64 / 1000.0);
+            (Op::Ack(_), Outcome::Ack(Ok(acked))) => self.record_ack(acked),
+            (Op::AckBatch(_), Outcome::AckBatch(Ok(results))) => {
+                for acked in results.iter().flatten() {
+                    self.record_ack(acked);
+                }
             }
             _ => {}
         }
@@ -364,6 +366,12 @@ impl QueueService {
                 _ = tokio::time::sleep_until(deadline) => return Ok(ResponseBody::Outcome(outcome)),
             }
         }
+    }
+
+    fn record_ack(&self, acked: &crate::queue::Acked) {
+        let held_ms = self.clock.now_ms().saturating_sub(acked.claimed_at_ms);
+        metrics::histogram!(names::QUEUE_CLAIM_TO_ACK, "queue" => self.labels.label(&acked.queue))
+            .record(held_ms as f64 / 1000.0);
     }
 
     fn cluster_status(&self) -> ClusterStatus {

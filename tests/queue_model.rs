@@ -175,6 +175,11 @@ impl Model {
             Op::Purge(name) => Outcome::Purge(self.purge(name)),
             Op::Tick => Outcome::Tick,
             Op::SetLimits(limits) => Outcome::SetLimits(self.set_limits(limits)),
+            Op::AckBatch(acks) => Outcome::AckBatch(if acks.is_empty() || acks.len() > 1_000 {
+                Err(invalid())
+            } else {
+                Ok(acks.iter().map(|ack| self.ack(ack)).collect())
+            }),
         }
     }
 
@@ -844,6 +849,7 @@ enum Action {
     Enqueue(Vec<JobSpec>, Option<SessionSpec>),
     Claim(Vec<usize>, u32, usize),
     Ack(JobPick, TokenPick),
+    AckBatch(Vec<(JobPick, TokenPick)>),
     Nack(JobPick, TokenPick, Option<u64>, bool, u8),
     Extend(JobPick, TokenPick, usize),
     Cancel(JobPick),
@@ -940,6 +946,7 @@ fn action() -> impl Strategy<Value = Action> {
         )
             .prop_map(|(queues, max_jobs, lease)| Action::Claim(queues, max_jobs, lease)),
         4 => (job_pick(), token_pick()).prop_map(|(job, token)| Action::Ack(job, token)),
+        1 => proptest::collection::vec((job_pick(), token_pick()), 0..4).prop_map(Action::AckBatch),
         3 => (
             job_pick(),
             token_pick(),
@@ -1130,6 +1137,18 @@ fn command(clients: &mut Clients, model: &Model, time: &TimeStep, action: &Actio
                 token: pick_token(model, id, token),
             })
         }
+        Action::AckBatch(picks) => Op::AckBatch(
+            picks
+                .iter()
+                .map(|(job, token)| {
+                    let id = pick_job(model, job);
+                    Ack {
+                        id,
+                        token: pick_token(model, id, token),
+                    }
+                })
+                .collect(),
+        ),
         Action::Nack(job, token, retry_delay_ms, dead, error) => {
             let id = pick_job(model, job);
             Op::Nack(Nack {
@@ -1207,6 +1226,9 @@ fn normalize_outcome(outcome: Outcome) -> Outcome {
         Outcome::Purge(result) => Outcome::Purge(normalize(result)),
         Outcome::Tick => Outcome::Tick,
         Outcome::SetLimits(result) => Outcome::SetLimits(normalize(result)),
+        Outcome::AckBatch(results) => Outcome::AckBatch(
+            normalize(results).map(|results| results.into_iter().map(normalize).collect()),
+        ),
     }
 }
 

@@ -1,12 +1,10 @@
 //! `raftq dev`: a local cluster of child processes for trying things out.
 
 use std::path::PathBuf;
-use std::process::Stdio;
 
-use anyhow::Context;
 use clap::Args;
-use tokio::io::{AsyncBufReadExt, BufReader};
-use tokio::process::{Child, Command};
+
+use super::local_cluster::{LocalCluster, LocalSpec};
 
 /// Flags of `raftq dev`.
 #[derive(Debug, Args)]
@@ -26,131 +24,37 @@ pub struct DevArgs {
     log_level: String,
 }
 
-struct Ports {
-    client: u16,
-    peer: u16,
-    metrics: u16,
-}
-
-fn ports(base: u16, id: u64) -> Ports {
-    let client = base + 10 * (id as u16 - 1);
-    Ports {
-        client,
-        peer: client + 1,
-        metrics: client + 2,
-    }
-}
-
 pub async fn run(args: DevArgs) -> anyhow::Result<()> {
-    let highest = u32::from(args.base_port) + 10 * (args.nodes as u32) + 2;
-    anyhow::ensure!(
-        highest <= u32::from(u16::MAX),
-        "--base-port is too high for {} nodes",
-        args.nodes
-    );
-    let executable = std::env::current_exe().context("cannot find the raftq executable")?;
-    let cluster: Vec<String> = (1..=args.nodes)
-        .map(|id| format!("{id}=127.0.0.1:{}", ports(args.base_port, id).peer))
-        .collect();
-    let cluster = cluster.join(",");
-    // The secret lives only as long as this dev cluster; nothing stores it.
-    let secret = format!("{:032x}", rand::random::<u128>());
-    let mut children: Vec<Child> = Vec::new();
+    let mut cluster = LocalCluster::start_with(LocalSpec {
+        nodes: args.nodes,
+        base_port: Some(args.base_port),
+        data_dir: Some(args.data_dir.clone()),
+        log_level: args.log_level.clone(),
+        forward_logs: true,
+    })
+    .await?;
     println!(
         "raftq dev cluster of {} nodes (data in {}):",
         args.nodes,
         args.data_dir.display()
     );
-    for id in 1..=args.nodes {
-        let ports = ports(args.base_port, id);
-        let mut child = Command::new(&executable)
-            .arg("server")
-            .args(["--node-id", &id.to_string()])
-            .args(["--cluster", &cluster])
-            .args(["--client-address", &format!("127.0.0.1:{}", ports.client)])
-            .args(["--peer-address", &format!("127.0.0.1:{}", ports.peer)])
-            .args(["--metrics-address", &format!("127.0.0.1:{}", ports.metrics)])
-            .args([
-                "--data-dir",
-                &args
-                    .data_dir
-                    .join(format!("node-{id}"))
-                    .display()
-                    .to_string(),
-            ])
-            .args(["--log-level", &args.log_level])
-            .env("RAFTQ_CLUSTER_SECRET", &secret)
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .kill_on_drop(true)
-            .spawn()
-            .with_context(|| format!("cannot start node {id}"))?;
-        for output in [
-            child
-                .stdout
-                .take()
-                .map(|out| Box::new(out) as Box<dyn tokio::io::AsyncRead + Send + Unpin>),
-            child
-                .stderr
-                .take()
-                .map(|err| Box::new(err) as Box<dyn tokio::io::AsyncRead + Send + Unpin>),
-        ]
-        .into_iter()
-        .flatten()
-        {
-            tokio::spawn(async move {
-                let mut lines = BufReader::new(output).lines();
-                while let Ok(Some(line)) = lines.next_line().await {
-                    eprintln!("node{id} | {line}");
-                }
-            });
-        }
+    for node in cluster.nodes() {
         println!(
-            "  node {id}: clients 127.0.0.1:{}  peers 127.0.0.1:{}  metrics http://127.0.0.1:{}/metrics",
-            ports.client, ports.peer, ports.metrics
+            "  node {}: clients {}  peers {}  metrics http://{}/metrics",
+            node.id, node.client, node.peer, node.metrics
         );
-        children.push(child);
     }
-    let servers: Vec<String> = (1..=args.nodes)
-        .map(|id| format!("127.0.0.1:{}", ports(args.base_port, id).client))
-        .collect();
-    println!(
-        "try:  raftq enqueue --servers {} --queue hello 'world'",
-        servers.join(",")
-    );
-    println!("      raftq stats --servers {}", servers.join(","));
+    let servers = cluster.client_addresses().join(",");
+    println!("try:  raftq enqueue --servers {servers} --queue hello 'world'");
+    println!("      raftq stats --servers {servers}");
     println!("Ctrl-C stops the cluster.");
-
-    let mut exited = Box::pin(futures::future::select_all(
-        children.iter_mut().map(|child| Box::pin(child.wait())),
-    ));
     tokio::select! {
         _ = super::shutdown_signal() => {}
-        (status, index, _) = &mut exited => {
-            eprintln!("node {} exited ({:?}); stopping the cluster", index + 1, status);
+        (id, status) = cluster.any_exit() => {
+            eprintln!("node {id} exited ({status:?}); stopping the cluster");
         }
     }
-    drop(exited);
-    for child in &mut children {
-        if let Some(pid) = child.id() {
-            // SIGTERM lets each node finish its syncs and close cleanly.
-            terminate(pid);
-        }
-    }
-    for child in &mut children {
-        let _ = tokio::time::timeout(std::time::Duration::from_secs(10), child.wait()).await;
-        let _ = child.kill().await;
-    }
+    cluster.stop().await;
     println!("dev cluster stopped");
     Ok(())
-}
-
-/// Sends SIGTERM to a child process.
-fn terminate(pid: u32) {
-    // SAFETY: kill(2) takes plain integers and has no memory-safety
-    // preconditions; the pid is a child this process started and still owns.
-    unsafe {
-        libc::kill(pid as libc::pid_t, libc::SIGTERM);
-    }
 }

@@ -1,8 +1,10 @@
 //! The `raftq` subcommands.
 
 mod admin;
+mod bench;
 mod dev;
 mod enqueue;
+mod local_cluster;
 mod output;
 mod server;
 mod work;
@@ -46,6 +48,8 @@ enum Command {
     /// Inspect and change the cluster.
     #[command(subcommand)]
     Cluster(admin::ClusterCommand),
+    /// Measure throughput and latency against a cluster (or a local one).
+    Bench(bench::BenchArgs),
 }
 
 /// How commands reach the cluster.
@@ -113,6 +117,7 @@ pub fn main() -> ExitCode {
             Command::Dead(command) => admin::dead(command).await,
             Command::Queue(command) => admin::queue(command).await,
             Command::Cluster(command) => admin::cluster(command).await,
+            Command::Bench(args) => bench::run(args).await,
         }
     });
     // Background tasks (connections, a node being shut down) must not hold

@@ -114,15 +114,7 @@ pub fn print_stats_table(all: &[(String, QueueStats)]) {
     }
     println!(
         "{:<24} {:>9} {:>9} {:>9} {:>9} {:>10} {:>10} {:>10} {:>12}  STATE",
-        "QUEUE",
-        "READY",
-        "SCHEDULED",
-        "LEASED",
-        "DEAD",
-        "ENQUEUED",
-        "ACKED",
-        "FAILED",
-        "OLDEST",
+        "QUEUE", "READY", "SCHEDULED", "LEASED", "DEAD", "ENQUEUED", "ACKED", "FAILED", "OLDEST",
     );
     for (name, stats) in all {
         let oldest = stats

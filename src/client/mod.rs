@@ -338,6 +338,22 @@ impl Client {
         }
     }
 
+    /// Finishes several leased jobs in one round trip; one result per job,
+    /// in order.
+    pub async fn ack_batch(
+        &self,
+        jobs: &[(JobId, FencingToken)],
+    ) -> Result<Vec<Result<Acked, QueueError>>, ClientError> {
+        let acks = jobs.iter().map(|&(id, token)| Ack { id, token }).collect();
+        match self
+            .command(RequestBody::AckBatch(acks), Retry::WhenNotApplied)
+            .await?
+        {
+            Outcome::AckBatch(result) => Ok(result?),
+            other => Err(unexpected_outcome(other)),
+        }
+    }
+
     /// Reports a failed attempt; the job is retried after its backoff (or
     /// `retry_delay_ms`), or goes dead when `dead` or out of attempts.
     pub async fn nack(

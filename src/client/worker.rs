@@ -24,12 +24,13 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use bytes::Bytes;
-use tokio::sync::Semaphore;
+use tokio::sync::{Semaphore, mpsc, oneshot};
 use tokio::task::JoinSet;
 use tracing::{debug, warn};
 
 use super::{Client, ClientError};
-use crate::queue::{ClaimedJob, FencingToken, JobId, QueueError};
+use crate::queue::limits::ACK_BATCH_MAX;
+use crate::queue::{Acked, ClaimedJob, FencingToken, JobId, QueueError};
 
 /// The error a handler returns; anything that implements `Error` converts.
 pub type HandlerError = Box<dyn std::error::Error + Send + Sync>;
@@ -182,6 +183,7 @@ impl Worker {
         let mut running: JoinSet<()> = JoinSet::new();
         let mut in_flight: BTreeMap<tokio::task::Id, (JobId, FencingToken)> = BTreeMap::new();
         let queues: Vec<&str> = self.order.iter().map(String::as_str).collect();
+        let acker = Acker::start(self.client.clone());
         let mut failures: u32 = 0;
         tokio::pin!(shutdown);
         loop {
@@ -242,6 +244,7 @@ impl Worker {
                 let identity = (claimed.id, claimed.token);
                 let task = running.spawn(run_job(
                     self.client.clone(),
+                    acker.clone(),
                     handler,
                     claimed,
                     self.lease_ms,
@@ -293,10 +296,64 @@ impl Worker {
     }
 }
 
+type AckReply = oneshot::Sender<Result<Acked, ClientError>>;
+
+/// Sends the acks of jobs that finish at about the same time in one request:
+/// it takes whatever acks are waiting when it is free, so a busy worker
+/// sends few large batches and an idle one acks each job at once.
+#[derive(Clone)]
+struct Acker {
+    requests: mpsc::Sender<(JobId, FencingToken, AckReply)>,
+}
+
+impl Acker {
+    fn start(client: Client) -> Acker {
+        let (requests, mut waiting) =
+            mpsc::channel::<(JobId, FencingToken, AckReply)>(ACK_BATCH_MAX * 4);
+        tokio::spawn(async move {
+            while let Some(first) = waiting.recv().await {
+                let mut batch = vec![first];
+                while batch.len() < ACK_BATCH_MAX {
+                    match waiting.try_recv() {
+                        Ok(next) => batch.push(next),
+                        Err(_) => break,
+                    }
+                }
+                let jobs: Vec<(JobId, FencingToken)> =
+                    batch.iter().map(|(id, token, _)| (*id, *token)).collect();
+                match client.ack_batch(&jobs).await {
+                    Ok(results) => {
+                        for ((_, _, reply), result) in batch.into_iter().zip(results) {
+                            let _ = reply.send(result.map_err(ClientError::from));
+                        }
+                    }
+                    Err(error) => {
+                        for (_, _, reply) in batch {
+                            let _ = reply.send(Err(error.clone()));
+                        }
+                    }
+                }
+            }
+        });
+        Acker { requests }
+    }
+
+    async fn ack(&self, id: JobId, token: FencingToken) -> Result<Acked, ClientError> {
+        let (reply, answer) = oneshot::channel();
+        let gone = || ClientError::Invalid("the worker's acker stopped".to_string());
+        self.requests
+            .send((id, token, reply))
+            .await
+            .map_err(|_| gone())?;
+        answer.await.map_err(|_| gone())?
+    }
+}
+
 /// Runs one job: the handler in its own task (so a panic is caught), the
 /// lease extended beside it, then ack or nack.
 async fn run_job(
     client: Client,
+    acker: Acker,
     handler: Handler,
     claimed: ClaimedJob,
     lease_ms: u64,
@@ -334,7 +391,7 @@ async fn run_job(
         }
     };
     let settled = match result {
-        Ok(Ok(())) => client.ack(id, token).await.map(|_| true),
+        Ok(Ok(())) => acker.ack(id, token).await.map(|_| true),
         Ok(Err(error)) => client
             .nack(id, token, error.to_string(), None, false)
             .await

@@ -644,8 +644,11 @@ impl<SM: StateMachine> Driver<SM> {
             .install_snapshot(snapshot)
             .map_err(|error| error.to_string())?;
         *self.shared.state_machine() = state;
+        // Addresses this node was configured with, or learned from the log,
+        // win over the leader's: behind proxies or NAT, two nodes may reach
+        // a third at different addresses.
         for (id, address) in envelope.addresses {
-            self.addresses.insert(id, address);
+            self.addresses.entry(id).or_insert(address);
         }
         self.applied = snapshot.meta.index;
         self.snapshot_index = snapshot.meta.index;

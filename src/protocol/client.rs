@@ -36,6 +36,8 @@ pub enum RequestBody {
     },
     /// Finish a leased job.
     Ack(Ack),
+    /// Finish several leased jobs.
+    AckBatch(Vec<Ack>),
     /// Report a failed attempt.
     Nack(Nack),
     /// Extend a lease.
@@ -110,6 +112,7 @@ impl RequestBody {
             RequestBody::Enqueue(_) => "enqueue",
             RequestBody::Claim { .. } => "claim",
             RequestBody::Ack(_) => "ack",
+            RequestBody::AckBatch(_) => "ack_batch",
             RequestBody::Nack(_) => "nack",
             RequestBody::Extend(_) => "extend",
             RequestBody::Cancel(_) => "cancel",

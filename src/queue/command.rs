@@ -49,6 +49,9 @@ pub enum Op {
     Tick,
     /// Replace the replicated limits.
     SetLimits(Limits),
+    /// Finish several leased jobs at once; each ack succeeds or fails on its
+    /// own, exactly as separate acks in this order would.
+    AckBatch(Vec<Ack>),
 }
 
 /// A batch of jobs to add, each validated and added on its own: one bad job

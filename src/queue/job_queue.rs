@@ -100,6 +100,7 @@ impl JobQueue {
             Op::Purge(queue) => Outcome::Purge(self.purge(queue)),
             Op::Tick => Outcome::Tick,
             Op::SetLimits(limits) => Outcome::SetLimits(self.set_limits(limits)),
+            Op::AckBatch(acks) => Outcome::AckBatch(self.ack_batch(acks)),
         }
     }
 

@@ -9,8 +9,8 @@ use super::info::JobState;
 use super::job::Lease;
 use super::job_queue::JobQueue;
 use super::limits::{
-    CLAIM_JOBS_MAX, CLAIM_QUEUES_MAX, ERROR_MESSAGE_MAX_BYTES, LEASE_MAX_MS, LEASE_MIN_MS,
-    SCHEDULE_AHEAD_MAX_MS, WORKER_NAME_MAX_BYTES,
+    ACK_BATCH_MAX, CLAIM_JOBS_MAX, CLAIM_QUEUES_MAX, ERROR_MESSAGE_MAX_BYTES, LEASE_MAX_MS,
+    LEASE_MIN_MS, SCHEDULE_AHEAD_MAX_MS, WORKER_NAME_MAX_BYTES,
 };
 use super::outcome::{Acked, ClaimedJob, Extended, Nacked};
 use super::queue_table::validate_queue_name;
@@ -114,6 +114,18 @@ impl JobQueue {
             enqueued_at_ms: job.enqueued_at_ms,
             claimed_at_ms: lease.claimed_at_ms,
         })
+    }
+
+    pub(super) fn ack_batch(
+        &mut self,
+        acks: &[Ack],
+    ) -> Result<Vec<Result<Acked, QueueError>>, QueueError> {
+        if acks.is_empty() || acks.len() > ACK_BATCH_MAX {
+            return Err(QueueError::InvalidArgument(format!(
+                "an ack batch holds 1 to {ACK_BATCH_MAX} acks"
+            )));
+        }
+        Ok(acks.iter().map(|ack| self.ack(ack)).collect())
     }
 
     pub(super) fn nack(&mut self, nack: &Nack) -> Result<Nacked, QueueError> {

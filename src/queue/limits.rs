@@ -10,6 +10,8 @@ pub const QUEUE_NAME_MAX_BYTES: usize = 64;
 pub const ENQUEUE_BATCH_JOBS_MAX: usize = 1_000;
 /// Most queues one claim may name.
 pub const CLAIM_QUEUES_MAX: usize = 16;
+/// Most acks in one ack batch.
+pub const ACK_BATCH_MAX: usize = 1_000;
 /// Most jobs one claim may take.
 pub const CLAIM_JOBS_MAX: u32 = 1_000;
 /// Shortest lease a claim or an extend may ask for.
@@ -43,8 +45,10 @@ pub const ERROR_MESSAGE_MAX_BYTES: usize = 1_024;
 pub const WORKER_NAME_MAX_BYTES: usize = 128;
 /// Most per-job results one client session keeps for its unanswered
 /// requests. A client that never reports its answers as received is refused
-/// instead of growing the session without bound.
-pub const SESSION_STORED_RESULTS_MAX: usize = 4_096;
+/// instead of growing the session without bound. It is large enough for a
+/// busy client with many batches in flight (64 batches of 1,000 jobs);
+/// `Limits::session_results_max` bounds the total over all sessions.
+pub const SESSION_STORED_RESULTS_MAX: usize = 65_536;
 /// Most jobs the state holds in all queues together: jobs are found through
 /// 32-bit slot numbers. Memory runs out long before this.
 pub const JOBS_TOTAL_MAX: usize = u32::MAX as usize;

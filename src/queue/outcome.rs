@@ -38,6 +38,9 @@ pub enum Outcome {
     Tick,
     /// The limits are replaced.
     SetLimits(Result<(), QueueError>),
+    /// One result per ack of the batch, in order; the outer error refuses
+    /// the whole batch (an empty or oversized batch).
+    AckBatch(Result<Vec<Result<Acked, QueueError>>, QueueError>),
 }
 
 /// An enqueued job.

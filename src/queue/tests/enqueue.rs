@@ -240,14 +240,15 @@ fn a_session_that_never_confirms_answers_is_refused_not_grown() {
             session: Some(stamp(seq, 1)),
         })
     };
-    for seq in 1..=4 {
+    let fitting_batches = (crate::queue::limits::SESSION_STORED_RESULTS_MAX / 1_000) as u64;
+    for seq in 1..=fitting_batches {
         assert!(matches!(
             apply(&mut state, START_MS, batch(seq)),
             Outcome::Enqueue(Ok(_))
         ));
     }
     assert_eq!(
-        apply(&mut state, START_MS, batch(5)),
+        apply(&mut state, START_MS, batch(fitting_batches + 1)),
         Outcome::Enqueue(Err(QueueError::TooManyUnansweredRequests {
             session_id: 42
         }))

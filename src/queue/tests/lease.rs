@@ -308,3 +308,61 @@ fn extend_moves_the_lease_deadline() {
         Outcome::Ack(Ok(_))
     ));
 }
+
+#[test]
+fn ack_batch_acks_each_job_on_its_own_like_separate_acks() {
+    let mut state = JobQueue::new();
+    for payload in [&b"a"[..], b"b", b"c"] {
+        enqueue(&mut state, START_MS, "q", payload);
+    }
+    let jobs = claim(&mut state, START_MS + 1, &["q"], 3);
+    let stale = Ack {
+        id: jobs[1].id,
+        token: FencingToken(jobs[1].token.0 + 100),
+    };
+    let acks = vec![
+        Ack {
+            id: jobs[0].id,
+            token: jobs[0].token,
+        },
+        stale,
+        Ack {
+            id: jobs[2].id,
+            token: jobs[2].token,
+        },
+    ];
+    let Outcome::AckBatch(Ok(results)) = apply(&mut state, START_MS + 2, Op::AckBatch(acks)) else {
+        panic!("the batch was refused");
+    };
+    assert!(results[0].is_ok());
+    assert_eq!(results[1], Err(QueueError::LeaseLost(jobs[1].id)));
+    assert!(results[2].is_ok());
+    let stats = stats(&state, "q");
+    assert_eq!(stats.leased, 1);
+    assert_eq!(stats.counters.acked, 2);
+}
+
+#[test]
+fn empty_or_oversized_ack_batch_is_refused_and_changes_nothing() {
+    let mut state = JobQueue::new();
+    enqueue(&mut state, START_MS, "q", b"x");
+    let before = state.clone();
+    let empty = apply(&mut state, START_MS, Op::AckBatch(Vec::new()));
+    assert!(matches!(
+        empty,
+        Outcome::AckBatch(Err(QueueError::InvalidArgument(_)))
+    ));
+    let oversized = vec![
+        Ack {
+            id: JobId(1),
+            token: FencingToken(1),
+        };
+        crate::queue::limits::ACK_BATCH_MAX + 1
+    ];
+    let refused = apply(&mut state, START_MS, Op::AckBatch(oversized));
+    assert!(matches!(
+        refused,
+        Outcome::AckBatch(Err(QueueError::InvalidArgument(_)))
+    ));
+    assert_eq!(state, before);
+}
