@@ -10,7 +10,8 @@
 //! 3. the persister makes them durable (one sync for many Readies); only then
 //!    does the core learn they are persisted (a leader counts itself toward a
 //!    quorum only from then on) and are votes and append responses sent;
-//! 4. committed entries are applied in order and their proposers answered;
+//! 4. committed entries go to the applier (`applier.rs`), which applies them
+//!    in order on its own thread and answers their proposers;
 //! 5. confirmed reads are answered once the state machine has caught up.
 
 use std::collections::{BTreeMap, VecDeque};
@@ -22,8 +23,9 @@ use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 use tracing::{error, info, warn};
 
+use super::applier::{Applier, ApplierHandle, ApplyEvent, ApplyTask, Proposed, Waiter, fail_all};
 use super::clock::Clock;
-use super::entry_batch::{BATCH_HEADER_BYTES, BatchBuilder, COMMAND_FRAMING_BYTES, read_batch};
+use super::entry_batch::{BATCH_HEADER_BYTES, BatchBuilder, COMMAND_FRAMING_BYTES};
 use super::error::NodeError;
 use super::handle::{AdminOp, NodeShared, NodeStatus, Request};
 use super::log_store::{NodeStorage, SnapshotEnvelope, WalLogStore};
@@ -42,24 +44,6 @@ const REQUESTS_PER_ROUND_MAX: usize = 8192;
 /// Peer messages stepped in one round.
 const MESSAGES_PER_ROUND_MAX: usize = 4096;
 
-/// A client waiting for its command's outcome.
-type Waiter<O> = oneshot::Sender<Result<O, NodeError>>;
-
-/// What an entry proposed by this node is waiting for.
-enum Proposed<O> {
-    /// A batch of client commands, answered in order.
-    Commands(Vec<Waiter<O>>),
-    /// A time-advance entry nobody waits for.
-    TimeAdvance,
-    /// A membership change requested by an operator.
-    ConfChange(oneshot::Sender<Result<(), NodeError>>),
-}
-
-struct InflightEntry<O> {
-    term: u64,
-    proposed: Proposed<O>,
-}
-
 /// Messages waiting for Ready `number` to become durable.
 struct AwaitingPersist {
     number: u64,
@@ -73,7 +57,8 @@ pub struct DriverConfig {
     pub tick_ms: u64,
     /// Applied entries between snapshots.
     pub snapshot_interval_entries: u64,
-    /// Sync on the driver's task instead of a persister thread (simulation).
+    /// Sync, apply and take snapshots on the driver's task instead of on
+    /// threads of their own (deterministic simulation).
     pub inline_sync: bool,
 }
 
@@ -94,9 +79,12 @@ pub struct Driver<SM: StateMachine> {
     inline_sync: Option<MeteredSync>,
     shutdown: CancellationToken,
 
+    applier: ApplierHandle<SM>,
+    apply_events: mpsc::UnboundedReceiver<ApplyEvent>,
     /// Encoded commands collected this round, with their waiters.
     collected: Vec<(Bytes, Waiter<SM::Outcome>)>,
-    inflight: BTreeMap<u64, InflightEntry<SM::Outcome>>,
+    /// The index of the time-advance entry on its way, if any.
+    time_advance_index: Option<u64>,
     awaiting_persist: VecDeque<AwaitingPersist>,
     /// Reads collected this round, not yet handed to the core.
     reads_collected: Vec<oneshot::Sender<Result<(), NodeError>>>,
@@ -147,6 +135,11 @@ impl<SM: StateMachine> Driver<SM> {
         let status = raw.status();
         let snapshot_index = storage.snapshot_index();
         let last_stamp_ms = shared.state_machine().last_now_ms();
+        let (apply_sender, apply_events) = mpsc::unbounded_channel();
+        let applier = ApplierHandle::start(
+            Applier::new(Arc::clone(&shared), status.applied, apply_sender),
+            config.inline_sync,
+        );
         Driver {
             raw,
             storage,
@@ -161,8 +154,10 @@ impl<SM: StateMachine> Driver<SM> {
             persister,
             inline_sync,
             shutdown,
+            applier,
+            apply_events,
             collected: Vec::new(),
-            inflight: BTreeMap::new(),
+            time_advance_index: None,
             awaiting_persist: VecDeque::new(),
             reads_collected: Vec::new(),
             reads_in_core: BTreeMap::new(),
@@ -192,6 +187,11 @@ impl<SM: StateMachine> Driver<SM> {
                 _ = self.shutdown.cancelled() => break Ok(()),
                 Some(event) = self.persist_events.recv() => {
                     if let Err(error) = self.on_persist_event(event) {
+                        break Err(error);
+                    }
+                }
+                Some(event) = self.apply_events.recv() => {
+                    if let Err(error) = self.on_apply_event(event, &snapshot_sender) {
                         break Err(error);
                     }
                 }
@@ -245,7 +245,11 @@ impl<SM: StateMachine> Driver<SM> {
         while self.raw.has_ready() {
             self.handle_ready()?;
         }
-        self.maybe_snapshot(snapshot_sender);
+        // An inline applier has already reported; a threaded one may have.
+        while let Ok(event) = self.apply_events.try_recv() {
+            self.on_apply_event(event, snapshot_sender)?;
+        }
+        self.maybe_snapshot();
         Ok(())
     }
 
@@ -336,13 +340,11 @@ impl<SM: StateMachine> Driver<SM> {
         };
         match self.raw.propose_conf_change(change) {
             Ok((index, term)) => {
-                self.inflight.insert(
+                self.applier.send(ApplyTask::Proposed {
                     index,
-                    InflightEntry {
-                        term,
-                        proposed: Proposed::ConfChange(reply),
-                    },
-                );
+                    term,
+                    proposed: Proposed::ConfChange(reply),
+                });
             }
             Err(error) => {
                 let _ = reply.send(Err(NodeError::Refused(error.to_string())));
@@ -391,13 +393,11 @@ impl<SM: StateMachine> Driver<SM> {
         match self.raw.propose(builder.finish()) {
             Ok((index, term)) => {
                 metrics::counter!(names::RAFT_PROPOSALS).increment(1);
-                self.inflight.insert(
+                self.applier.send(ApplyTask::Proposed {
                     index,
-                    InflightEntry {
-                        term,
-                        proposed: Proposed::Commands(waiters),
-                    },
-                );
+                    term,
+                    proposed: Proposed::Commands(waiters),
+                });
             }
             Err(error) => {
                 let answer = match error {
@@ -438,11 +438,7 @@ impl<SM: StateMachine> Driver<SM> {
         if self.role != Role::Leader {
             return;
         }
-        let in_flight = self
-            .inflight
-            .values()
-            .any(|entry| matches!(entry.proposed, Proposed::TimeAdvance));
-        if in_flight {
+        if self.time_advance_index.is_some() {
             return;
         }
         let Some(wakeup_ms) = self.shared.state_machine().next_wakeup_ms() else {
@@ -458,14 +454,8 @@ impl<SM: StateMachine> Driver<SM> {
             command.len() + BATCH_HEADER_BYTES + COMMAND_FRAMING_BYTES,
         );
         builder.push(&command);
-        if let Ok((index, term)) = self.raw.propose(builder.finish()) {
-            self.inflight.insert(
-                index,
-                InflightEntry {
-                    term,
-                    proposed: Proposed::TimeAdvance,
-                },
-            );
+        if let Ok((index, _)) = self.raw.propose(builder.finish()) {
+            self.time_advance_index = Some(index);
         }
     }
 
@@ -506,7 +496,7 @@ impl<SM: StateMachine> Driver<SM> {
             (None, None) => unreachable!("a driver syncs either on a persister or inline"),
         }
         if !ready.committed_entries.is_empty() {
-            self.apply(ready.committed_entries)?;
+            self.applier.send(ApplyTask::Apply(ready.committed_entries));
         }
         for read in ready.read_states {
             if let Some(readers) = self.reads_in_core.remove(&read.context) {
@@ -600,15 +590,9 @@ impl<SM: StateMachine> Driver<SM> {
     /// Leadership is lost: what was in flight may or may not be committed by
     /// the next leader; reads can no longer be confirmed here.
     fn fail_leader_work(&mut self) {
-        for (_, entry) in std::mem::take(&mut self.inflight) {
-            match entry.proposed {
-                Proposed::Commands(waiters) => fail_all(waiters, &NodeError::OutcomeUnknown),
-                Proposed::ConfChange(reply) => {
-                    let _ = reply.send(Err(NodeError::OutcomeUnknown));
-                }
-                Proposed::TimeAdvance => {}
-            }
-        }
+        self.applier
+            .send(ApplyTask::FailPending(NodeError::OutcomeUnknown));
+        self.time_advance_index = None;
         let answer = self.not_leader();
         let readers = std::mem::take(&mut self.reads_collected)
             .into_iter()
@@ -634,25 +618,23 @@ impl<SM: StateMachine> Driver<SM> {
 
     fn install_snapshot(&mut self, snapshot: &raft::Snapshot) -> Result<(), String> {
         let envelope = SnapshotEnvelope::decode(&snapshot.data)?;
-        let state = if envelope.state.is_empty() {
-            SM::empty()
-        } else {
-            SM::restore(&envelope.state)
-                .map_err(|error| format!("snapshot from the leader does not restore: {error}"))?
-        };
         self.storage
             .install_snapshot(snapshot)
             .map_err(|error| error.to_string())?;
-        *self.shared.state_machine() = state;
         // Addresses this node was configured with, or learned from the log,
         // win over the leader's: behind proxies or NAT, two nodes may reach
         // a third at different addresses.
         for (id, address) in envelope.addresses {
             self.addresses.entry(id).or_insert(address);
         }
-        self.applied = snapshot.meta.index;
+        // The applier restores the state before it applies anything after
+        // the snapshot: its tasks run in order.
+        self.applier.send(ApplyTask::Restore {
+            index: snapshot.meta.index,
+            state: envelope.state,
+        });
         self.snapshot_index = snapshot.meta.index;
-        self.shared.set_applied(self.applied);
+        metrics::counter!(names::RAFT_SNAPSHOTS_INSTALLED).increment(1);
         info!(
             index = snapshot.meta.index,
             term = snapshot.meta.term,
@@ -704,53 +686,29 @@ impl<SM: StateMachine> Driver<SM> {
         self.transport.set_members(&members);
     }
 
-    fn apply(&mut self, entries: Vec<Entry>) -> Result<(), String> {
-        let last_index = entries.last().map(|entry| entry.index).expect("not empty");
-        let mut state = self.shared.state_machine();
-        for entry in entries {
-            let proposed = match self.inflight.remove(&entry.index) {
-                Some(inflight) if inflight.term == entry.term => Some(inflight.proposed),
-                Some(inflight) => {
-                    // Another leader's entry took this index: ours is gone for good.
-                    fail_dropped(inflight.proposed);
-                    None
-                }
-                None => None,
-            };
-            match entry.kind {
-                EntryKind::Normal if entry.data.is_empty() => {}
-                EntryKind::Normal => {
-                    let (now_ms, commands) = read_batch(&entry.data)
-                        .map_err(|error| format!("entry {}: {error}", entry.index))?;
-                    let mut waiters = match proposed {
-                        Some(Proposed::Commands(waiters)) => Some(waiters.into_iter()),
-                        _ => None,
-                    };
-                    for bytes in commands {
-                        let command: SM::Command =
-                            postcard::from_bytes(bytes).map_err(|error| {
-                                format!(
-                                    "entry {} holds a command that does not decode: {error}",
-                                    entry.index
-                                )
-                            })?;
-                        let outcome = state.apply(now_ms, &command);
-                        if let Some(waiter) = waiters.as_mut().and_then(Iterator::next) {
-                            let _ = waiter.send(Ok(outcome));
-                        }
-                    }
-                }
-                EntryKind::ConfChange => {
-                    if let Some(Proposed::ConfChange(reply)) = proposed {
-                        let _ = reply.send(Ok(()));
-                    }
-                }
+    fn on_apply_event(
+        &mut self,
+        event: ApplyEvent,
+        snapshot_sender: &mpsc::UnboundedSender<SnapshotEvent>,
+    ) -> Result<(), String> {
+        match event {
+            ApplyEvent::Applied(index) => {
+                self.applied = self.applied.max(index);
+                self.raw.on_applied(index);
             }
+            ApplyEvent::Restored(index) => self.applied = self.applied.max(index),
+            ApplyEvent::Snapshot { index, state } => {
+                self.write_snapshot(index, state, snapshot_sender)
+            }
+            ApplyEvent::Failed(error) => return Err(error),
         }
-        drop(state);
-        self.applied = last_index;
-        self.raw.on_applied(last_index);
-        self.shared.set_applied(last_index);
+        if self
+            .time_advance_index
+            .is_some_and(|index| index <= self.applied)
+        {
+            self.time_advance_index = None;
+        }
+        self.answer_reads();
         Ok(())
     }
 
@@ -765,23 +723,34 @@ impl<SM: StateMachine> Driver<SM> {
         }
     }
 
-    /// Takes a snapshot when enough entries were applied since the last one.
-    /// The state is serialized here; the file is written and the log
-    /// compacted on a blocking thread.
-    fn maybe_snapshot(&mut self, snapshot_sender: &mpsc::UnboundedSender<SnapshotEvent>) {
+    /// Asks the applier for a snapshot when enough entries were applied
+    /// since the last one. The applier serializes the state; the file is
+    /// written and the log compacted on a blocking thread.
+    fn maybe_snapshot(&mut self) {
         if self.snapshot_in_progress
             || self.applied < self.snapshot_index + self.config.snapshot_interval_entries
         {
             return;
         }
-        let meta = match self.raw.snapshot_meta(self.applied) {
+        self.snapshot_in_progress = true;
+        self.applier.send(ApplyTask::Snapshot);
+    }
+
+    /// Writes the state the applier serialized at `index` as a snapshot file.
+    fn write_snapshot(
+        &mut self,
+        index: u64,
+        state: Bytes,
+        snapshot_sender: &mpsc::UnboundedSender<SnapshotEvent>,
+    ) {
+        let meta = match self.raw.snapshot_meta(index) {
             Ok(meta) => meta,
             Err(error) => {
                 warn!(%error, "cannot take a snapshot now");
+                self.snapshot_in_progress = false;
                 return;
             }
         };
-        let state = Bytes::from(self.shared.state_machine().snapshot());
         let envelope = SnapshotEnvelope {
             addresses: self.addresses.clone(),
             state,
@@ -790,7 +759,6 @@ impl<SM: StateMachine> Driver<SM> {
             meta,
             data: envelope.encode(),
         };
-        self.snapshot_in_progress = true;
         let storage = Arc::clone(&self.storage);
         let sender = snapshot_sender.clone();
         let write = move || {
@@ -898,19 +866,9 @@ impl<SM: StateMachine> Driver<SM> {
             None => NodeError::ShuttingDown,
         };
         self.role = Role::Follower;
-        for (_, entry) in std::mem::take(&mut self.inflight) {
-            match entry.proposed {
-                Proposed::Commands(waiters) => {
-                    for waiter in waiters {
-                        let _ = waiter.send(Err(answer.clone()));
-                    }
-                }
-                Proposed::ConfChange(reply) => {
-                    let _ = reply.send(Err(answer.clone()));
-                }
-                Proposed::TimeAdvance => {}
-            }
-        }
+        // Entries already handed over are applied before the applier stops,
+        // so their proposers get their real outcome.
+        self.applier.stop(&answer);
         for (_, waiter) in std::mem::take(&mut self.collected) {
             let _ = waiter.send(Err(answer.clone()));
         }
@@ -942,35 +900,5 @@ impl<SM: StateMachine> Driver<SM> {
         }
         self.shared.mark_stopped(failure);
         self.shutdown.cancel();
-    }
-}
-
-/// Answers every waiter with the same error and counts the failures.
-fn fail_all<O>(waiters: Vec<Waiter<O>>, answer: &NodeError) {
-    let reason = match answer {
-        NodeError::NotLeader { .. } => "not_leader",
-        NodeError::Dropped(_) => "dropped",
-        NodeError::OutcomeUnknown => "outcome_unknown",
-        NodeError::Overloaded(_) => "overloaded",
-        NodeError::Invalid(_) => "invalid",
-        NodeError::Refused(_) => "refused",
-        NodeError::ShuttingDown => "shutting_down",
-        NodeError::Failed(_) => "failed",
-    };
-    metrics::counter!(names::RAFT_PROPOSAL_FAILURES, "reason" => reason)
-        .increment(waiters.len() as u64);
-    for waiter in waiters {
-        let _ = waiter.send(Err(answer.clone()));
-    }
-}
-
-fn fail_dropped<O>(proposed: Proposed<O>) {
-    let answer = NodeError::Dropped("another leader's entry took its place in the log".to_string());
-    match proposed {
-        Proposed::Commands(waiters) => fail_all(waiters, &answer),
-        Proposed::ConfChange(reply) => {
-            let _ = reply.send(Err(answer));
-        }
-        Proposed::TimeAdvance => {}
     }
 }

@@ -8,6 +8,7 @@
 //!   simulator replaces.
 //! - `entry_batch.rs`: how client commands are packed into log entries.
 
+mod applier;
 pub mod clock;
 mod driver;
 pub mod entry_batch;
