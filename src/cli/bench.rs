@@ -27,7 +27,7 @@ use serde_json::json;
 use tokio::sync::Semaphore;
 
 use super::ConnectArgs;
-use super::local_cluster::LocalCluster;
+use super::local_cluster::{LocalCluster, LocalSpec};
 
 /// What the benchmark does.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -52,6 +52,13 @@ pub struct BenchArgs {
     /// instead of using --servers.
     #[arg(long)]
     local: Option<u64>,
+    /// With --local: keep the nodes' data and `node-N.log` files in this
+    /// directory (it must not exist yet) instead of a temporary one.
+    #[arg(long)]
+    data_dir: Option<std::path::PathBuf>,
+    /// With --local: the nodes' log filter.
+    #[arg(long, default_value = "warn")]
+    log_level: String,
     /// Concurrent producers.
     #[arg(long, default_value_t = 8)]
     producers: usize,
@@ -183,13 +190,23 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
         args.kill_leader_after_secs.is_none() || args.local.is_some(),
         "--kill-leader-after-secs needs --local"
     );
+    anyhow::ensure!(
+        args.data_dir.is_none() || args.local.is_some(),
+        "--data-dir needs --local"
+    );
     let local = match args.local {
         Some(nodes) => {
             anyhow::ensure!((1..=9).contains(&nodes), "--local takes 1 to 9 nodes");
             Some(
-                LocalCluster::start(nodes)
-                    .await
-                    .context("cannot start the local cluster")?,
+                LocalCluster::start_with(LocalSpec {
+                    nodes,
+                    base_port: None,
+                    data_dir: args.data_dir.clone(),
+                    log_level: args.log_level.clone(),
+                    forward_logs: false,
+                })
+                .await
+                .context("cannot start the local cluster")?,
             )
         }
         None => None,

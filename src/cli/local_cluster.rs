@@ -147,18 +147,6 @@ impl LocalCluster {
         })
     }
 
-    /// A cluster on ephemeral ports in a temporary directory, logs kept in files.
-    pub async fn start(nodes: u64) -> anyhow::Result<LocalCluster> {
-        LocalCluster::start_with(LocalSpec {
-            nodes,
-            base_port: None,
-            data_dir: None,
-            log_level: "warn".to_string(),
-            forward_logs: false,
-        })
-        .await
-    }
-
     /// The cluster id the nodes use.
     pub fn cluster_id(&self) -> &'static str {
         CLUSTER_ID

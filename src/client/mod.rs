@@ -36,7 +36,9 @@ use crate::queue::{
 /// First delay between retries; it doubles up to [`RETRY_BACKOFF_MAX_MS`].
 pub const RETRY_BACKOFF_MIN_MS: u64 = 20;
 /// Longest delay between retries.
-pub const RETRY_BACKOFF_MAX_MS: u64 = 1_000;
+pub const RETRY_BACKOFF_MAX_MS: u64 = 500;
+/// Delay between retries while the cluster elects a leader.
+pub const ELECTION_POLL_MS: u64 = 25;
 
 /// How a client connects and retries.
 #[derive(Debug, Clone)]
@@ -189,6 +191,18 @@ impl Client {
                     leader_id,
                 })) => {
                     last_error = format!("no leader reachable (last hint: node {leader_id:?})");
+                    if leader_address.is_none() {
+                        // An election is under way: it ends within an
+                        // election timeout or two, so poll briskly instead of
+                        // backing off past the moment a leader appears.
+                        if tokio::time::Instant::now() + Duration::from_millis(ELECTION_POLL_MS)
+                            >= deadline
+                        {
+                            return Err(ClientError::Unavailable(last_error));
+                        }
+                        tokio::time::sleep(Duration::from_millis(ELECTION_POLL_MS)).await;
+                        continue;
+                    }
                     if let Some(address) = leader_address {
                         *self.inner.leader_hint.lock().expect("hint lock") = Some(address);
                         if let Some(connection) = self.inner.connection.lock().await.take() {

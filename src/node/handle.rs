@@ -187,7 +187,12 @@ impl NodeOptions {
             snapshot_interval_entries: config.snapshot_interval_entries,
             segment_size_bytes: config.segment_size_bytes as usize,
             inline_sync: false,
-            seed: config.node_id ^ std::process::id() as u64,
+            // Fresh entropy per process start: anything derived from the
+            // node id and process id can coincide between two nodes (with
+            // ids 1 and 3 and process ids P and P + 2, say), and two nodes
+            // with one seed draw the same election timeouts and split
+            // every vote.
+            seed: rand::random::<u64>(),
         }
     }
 }

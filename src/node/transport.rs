@@ -332,6 +332,23 @@ async fn run_outbound<M: PeerMessage>(
             let first = tokio::select! {
                 _ = stop.cancelled() => return,
                 first = queue.recv() => first,
+                // The peer sends nothing on this connection but an error
+                // frame before closing it; reading notices a peer that is
+                // gone even while this node has nothing to send.
+                closed = framed.next() => {
+                    match closed {
+                        Some(Ok(frame)) if frame.kind == FrameKind::Error => {
+                            let reason = frame
+                                .decode::<handshake::ErrorFrame>()
+                                .map(|error| error.message)
+                                .unwrap_or_else(|error| error.to_string());
+                            warn!(peer, %reason, "peer closed the connection with an error");
+                        }
+                        _ => debug!(peer, "peer closed the connection"),
+                    }
+                    report_unreachable(&shared, peer, &mut queue);
+                    break;
+                }
             };
             let Some(first) = first else { return };
             let mut batch_bytes = first.size_hint_bytes();

@@ -116,6 +116,27 @@ mod tests {
         Frame::encode(FrameKind::Request, &(7u64, "hello".to_string())).unwrap()
     }
 
+    /// The README's worked example of the wire format, byte for byte: an
+    /// ack request as a client in another language would send it.
+    #[test]
+    fn ack_request_frame_matches_the_documented_bytes() {
+        use crate::protocol::client::{Request, RequestBody};
+        use crate::queue::{Ack, FencingToken, JobId};
+        let request = Request {
+            id: 1,
+            body: RequestBody::Ack(Ack {
+                id: JobId(5),
+                token: FencingToken(9),
+            }),
+        };
+        let frame = Frame::encode(FrameKind::Request, &request).unwrap();
+        let documented: [u8; 20] = [
+            0x52, 0x46, 0x54, 0x51, 0x01, 0x06, 0x00, 0x00, 0x04, 0x00, 0x00, 0x00, 0xf6, 0x20,
+            0xd7, 0x9e, 0x01, 0x02, 0x05, 0x09,
+        ];
+        assert_eq!(&encoded(&frame)[..], &documented[..]);
+    }
+
     #[test]
     fn frame_round_trips_through_the_codec() {
         let frame = sample();

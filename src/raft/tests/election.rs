@@ -239,3 +239,52 @@ fn thesis_9_6_prevote_candidate_does_not_persist_a_vote_for_itself() {
         MessageBody::RequestVote { pre_vote: true, .. }
     ) && message.term == status.term + 1));
 }
+
+#[test]
+fn thesis_6_2_follower_told_its_leader_is_unreachable_campaigns_once_the_lease_ends() {
+    // Timers are not safety: this checks only that the hint shortens the
+    // wait, never below the leader lease that CheckQuorum relies on.
+    for seed in 0..20 {
+        let mut network = Network::with_config(&[1, 2, 3], |config| config.seed = seed);
+        network.elect(1);
+        network.blocked.extend([(1, 2), (1, 3)]);
+        network.raw(2).report_unreachable(1);
+        let mut ticks = 0;
+        while network.status(2).role == Role::Follower {
+            network.raw(2).tick();
+            network.process(2);
+            ticks += 1;
+            assert!(ticks < 20, "seed {seed}: no campaign within two timeouts");
+        }
+        assert!(
+            ticks >= 10,
+            "seed {seed}: campaigned after {ticks} ticks, inside the leader lease"
+        );
+        assert!(
+            ticks < 12,
+            "seed {seed}: campaigned after {ticks} ticks, not soon after the lease"
+        );
+    }
+}
+
+#[test]
+fn unreachable_peer_that_is_not_the_leader_leaves_the_election_timer_alone() {
+    let mut shortened = 0;
+    for seed in 0..20 {
+        let mut network = Network::with_config(&[1, 2, 3], |config| config.seed = seed);
+        network.elect(1);
+        network.blocked.extend([(1, 2), (1, 3)]);
+        network.raw(2).report_unreachable(3);
+        let mut ticks = 0;
+        while network.status(2).role == Role::Follower {
+            network.raw(2).tick();
+            network.process(2);
+            ticks += 1;
+        }
+        if ticks < 12 {
+            shortened += 1;
+        }
+    }
+    // With the full randomized timeout most seeds wait well past 12 ticks.
+    assert!(shortened < 10, "{shortened} of 20 seeds campaigned early");
+}
