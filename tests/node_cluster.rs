@@ -75,6 +75,45 @@ async fn follower_writes_are_refused_with_the_leader_address() {
     cluster.shutdown().await;
 }
 
+/// Raft thesis §6.4.1: a follower serves a linearizable read by asking the
+/// leader for its confirmed commit index and waiting until it has applied
+/// that far, so it sees every write acknowledged before the read began.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn follower_reads_see_every_acknowledged_write() {
+    let cluster = TestCluster::start(3, 10_000).await;
+    let leader = cluster.leader().await;
+    let followers: Vec<u64> = cluster
+        .nodes
+        .keys()
+        .copied()
+        .filter(|id| *id != leader)
+        .collect();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while followers
+        .iter()
+        .any(|id| cluster.nodes[id].node.status().leader != Some(leader))
+    {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "followers never heard from the leader"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    for value in 0..20 {
+        cluster.append(value).await;
+        for follower in &followers {
+            let node = &cluster.nodes[follower].node;
+            node.read_barrier().await.expect("a follower read succeeds");
+            let seen = node.read_state(|state| state.values.clone());
+            assert!(
+                seen.contains(&value),
+                "node {follower} read {seen:?} after {value} was acknowledged"
+            );
+        }
+    }
+    cluster.shutdown().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn restarted_node_recovers_from_its_data_dir_and_catches_up() {
     let mut cluster = TestCluster::start(3, 10_000).await;

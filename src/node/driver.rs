@@ -60,6 +60,16 @@ pub struct DriverConfig {
     /// Sync, apply and take snapshots on the driver's task instead of on
     /// threads of their own (deterministic simulation).
     pub inline_sync: bool,
+    /// Ticks after which a read forwarded to the leader that has not been
+    /// answered is failed (retryably): the request or its answer was lost.
+    pub read_forward_timeout_ticks: u64,
+}
+
+/// Reads handed to the core under one context.
+struct ReadsInCore {
+    /// The driver's tick count when they were handed over.
+    started_tick: u64,
+    readers: Vec<oneshot::Sender<Result<(), NodeError>>>,
 }
 
 /// The driver's state.
@@ -89,7 +99,9 @@ pub struct Driver<SM: StateMachine> {
     /// Reads collected this round, not yet handed to the core.
     reads_collected: Vec<oneshot::Sender<Result<(), NodeError>>>,
     /// Reads handed to the core, by context.
-    reads_in_core: BTreeMap<u64, Vec<oneshot::Sender<Result<(), NodeError>>>>,
+    reads_in_core: BTreeMap<u64, ReadsInCore>,
+    /// Ticks since the driver started.
+    ticks: u64,
     /// Reads confirmed at an index, waiting for the state machine to apply it.
     reads_confirmed: BTreeMap<u64, Vec<oneshot::Sender<Result<(), NodeError>>>>,
     next_read_context: u64,
@@ -161,6 +173,7 @@ impl<SM: StateMachine> Driver<SM> {
             awaiting_persist: VecDeque::new(),
             reads_collected: Vec::new(),
             reads_in_core: BTreeMap::new(),
+            ticks: 0,
             reads_confirmed: BTreeMap::new(),
             next_read_context: 1,
             addresses,
@@ -202,6 +215,8 @@ impl<SM: StateMachine> Driver<SM> {
                 }
                 _ = ticker.tick() => {
                     self.raw.tick();
+                    self.ticks += 1;
+                    self.expire_forwarded_reads();
                     self.maybe_advance_time();
                     self.publish_status();
                 }
@@ -298,10 +313,17 @@ impl<SM: StateMachine> Driver<SM> {
                 }
             }
             Request::Read { reply } => {
-                if self.role != Role::Leader {
-                    let _ = reply.send(Err(self.not_leader()));
-                } else {
+                // A follower that knows the leader forwards the read to it
+                // (thesis §6.4.1); without one, the caller looks elsewhere.
+                let can_read = match self.role {
+                    Role::Leader => true,
+                    Role::Follower => self.leader.is_some(),
+                    Role::PreCandidate | Role::Candidate => false,
+                };
+                if can_read {
                     self.reads_collected.push(reply);
+                } else {
+                    let _ = reply.send(Err(self.not_leader()));
                 }
             }
             Request::Admin { op, reply } => self.on_admin(op, reply),
@@ -418,7 +440,14 @@ impl<SM: StateMachine> Driver<SM> {
         let readers = std::mem::take(&mut self.reads_collected);
         match self.raw.read_index(context) {
             Ok(()) => {
-                self.reads_in_core.insert(context, readers);
+                let started_tick = self.ticks;
+                self.reads_in_core.insert(
+                    context,
+                    ReadsInCore {
+                        started_tick,
+                        readers,
+                    },
+                );
             }
             Err(error) => {
                 let answer = match error {
@@ -499,11 +528,11 @@ impl<SM: StateMachine> Driver<SM> {
             self.applier.send(ApplyTask::Apply(ready.committed_entries));
         }
         for read in ready.read_states {
-            if let Some(readers) = self.reads_in_core.remove(&read.context) {
+            if let Some(reads) = self.reads_in_core.remove(&read.context) {
                 self.reads_confirmed
                     .entry(read.index)
                     .or_default()
-                    .extend(readers);
+                    .extend(reads.readers);
             }
         }
         self.answer_reads();
@@ -551,8 +580,44 @@ impl<SM: StateMachine> Driver<SM> {
         }
     }
 
+    /// Fails reads forwarded to a leader that stayed unanswered: the
+    /// request or the answer was lost. Their callers retry.
+    fn expire_forwarded_reads(&mut self) {
+        if self.role == Role::Leader {
+            return;
+        }
+        let timeout_ticks = self.config.read_forward_timeout_ticks;
+        let now = self.ticks;
+        let expired: Vec<u64> = self
+            .reads_in_core
+            .iter()
+            .filter(|(_, reads)| reads.started_tick + timeout_ticks <= now)
+            .map(|(context, _)| *context)
+            .collect();
+        for context in expired {
+            let reads = self.reads_in_core.remove(&context).expect("listed");
+            let answer = NodeError::Dropped("the leader did not answer the read in time".into());
+            for reader in reads.readers {
+                let _ = reader.send(Err(answer.clone()));
+            }
+        }
+    }
+
     fn on_soft_state(&mut self, role: Role, leader: Option<u64>) {
         let was_leader = self.role == Role::Leader;
+        if role != Role::Leader && !was_leader && leader != self.leader {
+            // Reads forwarded to the old leader may never be answered; the
+            // callers retry with the new one.
+            let answer = NodeError::NotLeader {
+                leader_id: leader,
+                leader_address: leader.and_then(|leader| self.transport.client_address(leader)),
+            };
+            for reads in std::mem::take(&mut self.reads_in_core).into_values() {
+                for reader in reads.readers {
+                    let _ = reader.send(Err(answer.clone()));
+                }
+            }
+        }
         if role != self.role || leader != self.leader {
             info!(?role, ?leader, "role or leader changed");
         }
@@ -599,7 +664,7 @@ impl<SM: StateMachine> Driver<SM> {
             .chain(
                 std::mem::take(&mut self.reads_in_core)
                     .into_values()
-                    .flatten(),
+                    .flat_map(|reads| reads.readers),
             )
             .chain(
                 std::mem::take(&mut self.reads_confirmed)
@@ -877,7 +942,7 @@ impl<SM: StateMachine> Driver<SM> {
             .chain(
                 std::mem::take(&mut self.reads_in_core)
                     .into_values()
-                    .flatten(),
+                    .flat_map(|reads| reads.readers),
             )
             .chain(
                 std::mem::take(&mut self.reads_confirmed)

@@ -359,6 +359,7 @@ impl<SM: StateMachine> Node<SM> {
                 tick_ms: options.tick_ms,
                 snapshot_interval_entries: options.snapshot_interval_entries,
                 inline_sync: options.inline_sync,
+                read_forward_timeout_ticks: 2 * options.election_timeout_ticks,
             },
             request_receiver,
             inbound,
@@ -414,9 +415,10 @@ impl<SM: StateMachine> Node<SM> {
         self.submit(request, receiver).await
     }
 
-    /// Waits until a read of the state machine is linearizable: this node
-    /// is confirmed leader by a quorum and has applied everything committed
-    /// before the call (Raft thesis §6.4).
+    /// Waits until a read of the state machine is linearizable: the leader
+    /// (this node, or the one a follower forwards the request to) is
+    /// confirmed by a quorum, and this node has applied everything committed
+    /// before the call (Raft thesis §6.4 and §6.4.1).
     pub async fn read_barrier(&self) -> Result<(), NodeError> {
         let (reply, receiver) = oneshot::channel();
         self.submit(Request::Read { reply }, receiver).await

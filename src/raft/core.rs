@@ -380,6 +380,10 @@ impl<S: LogStore> RaftCore<S> {
                 self.handle_snapshot_chunk_response(message.from, snapshot_index, next_offset);
                 Ok(())
             }
+            MessageBody::ReadIndex { context } => {
+                self.handle_forwarded_read(message.from, context);
+                Ok(())
+            }
             _ => Ok(()),
         }
     }
@@ -435,6 +439,10 @@ impl<S: LogStore> RaftCore<S> {
                 if self.is_promotable() {
                     self.campaign(super::election::CampaignKind::LeadershipTransfer);
                 }
+                Ok(())
+            }
+            MessageBody::ReadIndexResponse { context, index } => {
+                self.handle_read_index_response(context, index);
                 Ok(())
             }
             _ => Ok(()),

@@ -114,6 +114,20 @@ pub enum MessageBody {
     },
     /// Tells the target of a leadership transfer to start an election now.
     TimeoutNow,
+    /// A follower or learner asks the leader for a read index on behalf of
+    /// its own clients (thesis §6.4.1).
+    ReadIndex {
+        /// The asking node's read context, echoed in the answer.
+        context: u64,
+    },
+    /// The leader's answer to [`MessageBody::ReadIndex`]: the commit index
+    /// it confirmed with a quorum after the request arrived.
+    ReadIndexResponse {
+        /// The asking node's read context.
+        context: u64,
+        /// The read is linearizable once the asking node has applied this.
+        index: u64,
+    },
 }
 
 impl MessageBody {
@@ -142,6 +156,8 @@ impl MessageBody {
             MessageBody::InstallSnapshot { .. } => "InstallSnapshot",
             MessageBody::SnapshotChunkResponse { .. } => "SnapshotChunkResponse",
             MessageBody::TimeoutNow => "TimeoutNow",
+            MessageBody::ReadIndex { .. } => "ReadIndex",
+            MessageBody::ReadIndexResponse { .. } => "ReadIndexResponse",
         }
     }
 }

@@ -78,9 +78,14 @@ impl<S: LogStore> RawNode<S> {
     }
 
     /// Asks for a linearizable read. A [`ReadState`](super::ReadState) with
-    /// `context` appears in a later Ready once a quorum has confirmed this
-    /// leader; it is dropped silently if leadership is lost first (watch
-    /// [`Ready::soft_state`]).
+    /// `context` appears in a later Ready once a quorum has confirmed the
+    /// leader; the read is linearizable once this node has applied up to its
+    /// index. On a leader it is dropped silently if leadership is lost first
+    /// (watch [`Ready::soft_state`]). On a follower or learner the request is
+    /// forwarded to the leader it knows (thesis §6.4.1), and either message
+    /// may be lost: the caller gives up on a read that stays unanswered, for
+    /// instance when the leader changes, and asks again. With no known
+    /// leader it fails with [`Error::NotLeader`].
     pub fn read_index(&mut self, context: u64) -> Result<(), Error> {
         self.core.read_index(context)
     }

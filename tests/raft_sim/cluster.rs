@@ -400,10 +400,24 @@ impl SimCluster {
         Some((index, term))
     }
 
-    /// The client asks the leader for a linearizable read.
+    /// The client asks for a linearizable read: of the leader, or of a
+    /// running follower that forwards it to the leader it knows (thesis
+    /// §6.4.1). Either way the answer must cover every write acknowledged
+    /// before the read was asked.
     pub fn read(&mut self) {
         let Some(leader) = self.leader() else {
             return;
+        };
+        let running: Vec<NodeId> = self
+            .nodes
+            .iter()
+            .filter(|(_, node)| node.raw.is_some())
+            .map(|(id, _)| *id)
+            .collect();
+        let reader = if self.rng.chance_percent(50) {
+            running[self.rng.below(running.len() as u64) as usize]
+        } else {
+            leader
         };
         self.next_read_context += 1;
         let context = self.next_read_context;
@@ -414,12 +428,12 @@ impl SimCluster {
             .max()
             .unwrap_or(0);
         if self
-            .raw(leader)
+            .raw(reader)
             .expect("running")
             .read_index(context)
             .is_ok()
         {
-            self.reads.insert((leader, context), required);
+            self.reads.insert((reader, context), required);
         }
     }
 

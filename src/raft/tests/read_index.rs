@@ -63,13 +63,55 @@ fn thesis_6_4_a_single_voter_answers_reads_at_once() {
 }
 
 #[test]
-fn thesis_6_4_followers_refuse_reads_with_a_leader_hint() {
+fn thesis_6_4_1_a_follower_read_is_forwarded_and_covers_the_leaders_commits() {
     let mut network = Network::new(&[1, 2, 3]);
     network.elect(1);
-    assert_eq!(
-        network.raw(2).read_index(1),
-        Err(Error::NotLeader {
-            leader_hint: Some(1)
-        })
+    let (index, _) = network.propose(1, b"written");
+    network.deliver_all();
+    network.raw(2).read_index(11).unwrap();
+    let ready = network.raw(2).ready().unwrap();
+    assert!(
+        ready.read_states.is_empty(),
+        "a follower cannot answer alone"
     );
+    assert!(
+        ready
+            .messages
+            .iter()
+            .any(|m| m.to == 1 && matches!(m.body, MessageBody::ReadIndex { context: 11 }))
+    );
+    network.in_flight.extend(ready.messages);
+    network.deliver_all();
+    let read_states = &network.nodes[&2].read_states;
+    assert_eq!(read_states.len(), 1);
+    assert_eq!(read_states[0].context, 11);
+    assert!(read_states[0].index >= index);
+    assert!(
+        network.nodes[&1].read_states.is_empty(),
+        "the leader answers the follower, not its own caller"
+    );
+}
+
+#[test]
+fn thesis_6_4_1_a_forwarded_read_needs_a_quorum_behind_the_leader() {
+    let mut network = Network::new(&[1, 2, 3]);
+    network.elect(1);
+    // The leader hears only from node 2: the heartbeat round that would
+    // confirm it cannot reach a quorum when node 2 is its only contact and
+    // node 2's answers are dropped.
+    network.isolate(3);
+    network.drop_if = Some(|m| matches!(m.body, MessageBody::HeartbeatResponse { .. }));
+    network.raw(2).read_index(12).unwrap();
+    network.tick(1, 4);
+    network.deliver_all();
+    assert!(network.nodes[&2].read_states.is_empty());
+}
+
+#[test]
+fn thesis_6_4_1_a_follower_without_a_leader_refuses_reads() {
+    let mut network = Network::new(&[1, 2, 3]);
+    assert!(matches!(
+        network.raw(2).read_index(13),
+        Err(Error::NotLeader { leader_hint: None })
+    ));
 }
