@@ -652,13 +652,8 @@ impl<SM: StateMachine> Driver<SM> {
         self.publish_status();
     }
 
-    /// Leadership is lost: what was in flight may or may not be committed by
-    /// the next leader; reads can no longer be confirmed here.
-    fn fail_leader_work(&mut self) {
-        self.applier
-            .send(ApplyTask::FailPending(NodeError::OutcomeUnknown));
-        self.time_advance_index = None;
-        let answer = self.not_leader();
+    /// Answers every read this node holds, at whatever stage, with `answer`.
+    fn fail_reads(&mut self, answer: &NodeError) {
         let readers = std::mem::take(&mut self.reads_collected)
             .into_iter()
             .chain(
@@ -674,6 +669,16 @@ impl<SM: StateMachine> Driver<SM> {
         for reader in readers {
             let _ = reader.send(Err(answer.clone()));
         }
+    }
+
+    /// Leadership is lost: what was in flight may or may not be committed by
+    /// the next leader; reads can no longer be confirmed here.
+    fn fail_leader_work(&mut self) {
+        self.applier
+            .send(ApplyTask::FailPending(NodeError::OutcomeUnknown));
+        self.time_advance_index = None;
+        let answer = self.not_leader();
+        self.fail_reads(&answer);
         let collected: Vec<_> = std::mem::take(&mut self.collected)
             .into_iter()
             .map(|(_, waiter)| waiter)
@@ -937,21 +942,7 @@ impl<SM: StateMachine> Driver<SM> {
         for (_, waiter) in std::mem::take(&mut self.collected) {
             let _ = waiter.send(Err(answer.clone()));
         }
-        let readers = std::mem::take(&mut self.reads_collected)
-            .into_iter()
-            .chain(
-                std::mem::take(&mut self.reads_in_core)
-                    .into_values()
-                    .flat_map(|reads| reads.readers),
-            )
-            .chain(
-                std::mem::take(&mut self.reads_confirmed)
-                    .into_values()
-                    .flatten(),
-            );
-        for reader in readers {
-            let _ = reader.send(Err(answer.clone()));
-        }
+        self.fail_reads(&answer);
         self.requests.close();
         while let Ok(request) = self.requests.try_recv() {
             match request {
