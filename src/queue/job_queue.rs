@@ -18,7 +18,7 @@ use super::ids::JobId;
 use super::info::{JobInfo, JobState, LeaseInfo, QueueStats};
 use super::job::{Job, Lease};
 use super::job_store::JobStore;
-use super::limits::{DEAD_LIST_PAGE_MAX, Limits};
+use super::limits::{DEAD_LIST_PAGE_MAX, Limits, RESPONSE_PAYLOAD_BYTES_MAX};
 use super::outcome::{Disposition, Outcome};
 use super::queue_table::{QueueId, QueueRecord, QueueTable, ReadyKey, validate_queue_name};
 use super::sessions::SessionTable;
@@ -341,10 +341,21 @@ impl JobQueue {
             }
             None => dead.range(..),
         };
-        Ok(page
-            .take(limit.min(DEAD_LIST_PAGE_MAX))
-            .filter_map(|&job_id| self.job(job_id))
-            .collect())
+        let mut jobs = Vec::new();
+        let mut payload_bytes = 0;
+        for &job_id in page.take(limit.min(DEAD_LIST_PAGE_MAX)) {
+            let Some(job) = self.job(job_id) else {
+                continue;
+            };
+            // A page stops early rather than outgrow a response; the caller
+            // pages on from the last id it got.
+            payload_bytes += job.payload.len();
+            if !jobs.is_empty() && payload_bytes > RESPONSE_PAYLOAD_BYTES_MAX {
+                break;
+            }
+            jobs.push(job);
+        }
+        Ok(jobs)
     }
 
     /// Whether a claim on these queues would get a job now: any of them

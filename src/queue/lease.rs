@@ -10,7 +10,7 @@ use super::job::Lease;
 use super::job_queue::JobQueue;
 use super::limits::{
     ACK_BATCH_MAX, CLAIM_JOBS_MAX, CLAIM_QUEUES_MAX, ERROR_MESSAGE_MAX_BYTES, LEASE_MAX_MS,
-    LEASE_MIN_MS, SCHEDULE_AHEAD_MAX_MS, WORKER_NAME_MAX_BYTES,
+    LEASE_MIN_MS, RESPONSE_PAYLOAD_BYTES_MAX, SCHEDULE_AHEAD_MAX_MS, WORKER_NAME_MAX_BYTES,
 };
 use super::outcome::{Acked, ClaimedJob, Extended, Nacked};
 use super::queue_table::validate_queue_name;
@@ -44,7 +44,8 @@ impl JobQueue {
         let now_ms = self.now_ms;
         let deadline_ms = now_ms.saturating_add(claim.lease_ms);
         let mut claimed = Vec::new();
-        for name in &claim.queues {
+        let mut payload_bytes = 0;
+        'queues: for name in &claim.queues {
             let Some(queue) = self.queues.id(name) else {
                 continue;
             };
@@ -52,6 +53,14 @@ impl JobQueue {
                 continue;
             }
             while claimed.len() < claim.max_jobs as usize {
+                let Some(next) = self.queues.get(queue).peek_ready() else {
+                    break;
+                };
+                let next_bytes = self.jobs.get(next).map_or(0, |job| job.payload.len());
+                if !claimed.is_empty() && payload_bytes + next_bytes > RESPONSE_PAYLOAD_BYTES_MAX {
+                    break 'queues;
+                }
+                payload_bytes += next_bytes;
                 let Some(key) = self.queues.get_mut(queue).pop_ready() else {
                     break;
                 };

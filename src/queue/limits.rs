@@ -54,6 +54,12 @@ pub const SESSION_STORED_RESULTS_MAX: usize = 65_536;
 pub const JOBS_TOTAL_MAX: usize = u32::MAX as usize;
 /// Most dead jobs one page of [`super::JobQueue::list_dead`] returns.
 pub const DEAD_LIST_PAGE_MAX: usize = 1_000;
+/// Most payload bytes one claim or one page of dead jobs carries, beyond its
+/// first job: a claim of 1,000 large jobs would otherwise build a response
+/// larger than any client accepts, lease jobs that never arrive and fail the
+/// same way on every retry. The first job always goes in, so a job of the
+/// largest allowed payload can still be claimed.
+pub const RESPONSE_PAYLOAD_BYTES_MAX: usize = 8 * 1024 * 1024;
 
 /// The largest `payload_max_bytes` that [`Limits`] accepts (64 MiB).
 pub const PAYLOAD_MAX_BYTES_CEILING: u32 = 64 * 1024 * 1024;

@@ -91,6 +91,11 @@ impl QueueRecord {
     }
 
     /// Takes the ready job that a claim gets next.
+    /// The job the next [`Self::pop_ready`] would take.
+    pub(super) fn peek_ready(&self) -> Option<JobId> {
+        self.ready.first().map(|key| key.id)
+    }
+
     pub(super) fn pop_ready(&mut self) -> Option<ReadyKey> {
         let key = self.ready.pop_first()?;
         self.forget_ready_time(key.ready_at_ms);

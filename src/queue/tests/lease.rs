@@ -1,6 +1,8 @@
 //! Claims, leases and the commands of a lease holder.
 
 use super::*;
+use crate::queue::limits::RESPONSE_PAYLOAD_BYTES_MAX;
+use bytes::Bytes;
 
 #[test]
 fn claim_leases_a_job_with_attempt_token_and_deadline() {
@@ -365,4 +367,49 @@ fn empty_or_oversized_ack_batch_is_refused_and_changes_nothing() {
         Outcome::AckBatch(Err(QueueError::InvalidArgument(_)))
     ));
     assert_eq!(state, before);
+}
+
+/// Jobs of 1 MiB each: a claim or a dead-letter page of many of them stops
+/// at the response payload cap, always keeping its first job, and the rest
+/// stay where they were for the next call.
+#[test]
+fn claims_and_dead_pages_stop_at_the_response_payload_cap() {
+    let mut state = JobQueue::new();
+    let payload = Bytes::from(vec![7u8; 1024 * 1024]);
+    let per_response = RESPONSE_PAYLOAD_BYTES_MAX / payload.len();
+    let total = per_response + 3;
+    for _ in 0..total {
+        enqueue_job(&mut state, START_MS, NewJob::new("big", payload.clone())).unwrap();
+    }
+    let first = claim(&mut state, START_MS, &["big"], 1_000);
+    assert_eq!(first.len(), per_response);
+    assert_eq!(stats(&state, "big").ready as usize, total - per_response);
+    let second = claim(&mut state, START_MS, &["big"], 1_000);
+    assert_eq!(second.len(), 3);
+
+    for job in first.iter().chain(&second) {
+        nack(&mut state, START_MS, job, true);
+    }
+    let page = state.list_dead("big", None, 1_000).unwrap();
+    assert_eq!(page.len(), per_response);
+    let rest = state
+        .list_dead("big", Some(page.last().unwrap().id), 1_000)
+        .unwrap();
+    assert_eq!(rest.len(), 3);
+}
+
+#[test]
+fn a_job_larger_than_the_response_cap_is_still_claimed_alone() {
+    let mut state = JobQueue::new();
+    let mut limits = Limits::default();
+    limits.payload_max_bytes = (RESPONSE_PAYLOAD_BYTES_MAX + 1) as u32;
+    assert_eq!(
+        apply(&mut state, START_MS, Op::SetLimits(limits)),
+        Outcome::SetLimits(Ok(()))
+    );
+    let huge = Bytes::from(vec![1u8; RESPONSE_PAYLOAD_BYTES_MAX + 1]);
+    enqueue_job(&mut state, START_MS, NewJob::new("huge", huge.clone())).unwrap();
+    enqueue_job(&mut state, START_MS, NewJob::new("huge", huge)).unwrap();
+    assert_eq!(claim(&mut state, START_MS, &["huge"], 10).len(), 1);
+    assert_eq!(claim(&mut state, START_MS, &["huge"], 10).len(), 1);
 }
