@@ -401,8 +401,10 @@ fn claims_and_dead_pages_stop_at_the_response_payload_cap() {
 #[test]
 fn a_job_larger_than_the_response_cap_is_still_claimed_alone() {
     let mut state = JobQueue::new();
-    let mut limits = Limits::default();
-    limits.payload_max_bytes = (RESPONSE_PAYLOAD_BYTES_MAX + 1) as u32;
+    let limits = Limits {
+        payload_max_bytes: (RESPONSE_PAYLOAD_BYTES_MAX + 1) as u32,
+        ..Limits::default()
+    };
     assert_eq!(
         apply(&mut state, START_MS, Op::SetLimits(limits)),
         Outcome::SetLimits(Ok(()))
