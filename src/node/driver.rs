@@ -717,19 +717,9 @@ impl<SM: StateMachine> Driver<SM> {
     /// Configuration changes take effect when appended, so the addresses of
     /// new members are needed as soon as their entries arrive.
     fn learn_addresses(&mut self, entries: &[Entry]) {
-        let mut changed = false;
-        for entry in entries
-            .iter()
-            .filter(|entry| entry.kind == EntryKind::ConfChange)
-        {
-            if let Ok(change) = ConfChange::decode(&entry.data)
-                && change.kind == ConfChangeKind::AddLearner
-                && let Ok(address) = std::str::from_utf8(&change.context)
-            {
-                self.addresses.insert(change.node, address.to_string());
-                changed = true;
-            }
-        }
+        let learned = added_member_addresses(entries);
+        let changed = !learned.is_empty();
+        self.addresses.extend(learned);
         if changed
             || entries
                 .iter()
@@ -957,4 +947,21 @@ impl<SM: StateMachine> Driver<SM> {
         self.shared.mark_stopped(failure);
         self.shutdown.cancel();
     }
+}
+
+/// The peer addresses that `AddLearner` configuration changes in `entries`
+/// carry, in log order.
+pub(crate) fn added_member_addresses(entries: &[Entry]) -> Vec<(u64, String)> {
+    entries
+        .iter()
+        .filter(|entry| entry.kind == EntryKind::ConfChange)
+        .filter_map(|entry| {
+            let change = ConfChange::decode(&entry.data).ok()?;
+            if change.kind != ConfChangeKind::AddLearner {
+                return None;
+            }
+            let address = std::str::from_utf8(&change.context).ok()?;
+            Some((change.node, address.to_string()))
+        })
+        .collect()
 }

@@ -279,6 +279,12 @@ impl<SM: StateMachine> Node<SM> {
         };
         let mut addresses = options.initial_cluster.clone();
         addresses.extend(recovered.envelope.addresses.clone());
+        // Members added after the snapshot are known only from their
+        // configuration entries, which the driver learns from as they are
+        // appended; after a restart they are read back from the log, or
+        // this node could not reach (nor answer) them until the next
+        // snapshot.
+        addresses.extend(logged_member_addresses(&storage.log_store()).map_err(raft::Error::from)?);
         addresses.insert(options.id, options.peer_address.clone());
 
         let raft_config = raft::Config {
@@ -449,4 +455,19 @@ impl<SM: StateMachine> Node<SM> {
     pub fn watch_applied(&self) -> watch::Receiver<u64> {
         self.applied.clone()
     }
+}
+
+/// The addresses of members added by configuration changes in the log.
+fn logged_member_addresses(
+    log: &impl raft::LogStore,
+) -> Result<Vec<(u64, String)>, raft::StoreError> {
+    let mut learned = Vec::new();
+    let mut next = log.first_index();
+    let end = log.last_index() + 1;
+    while next < end {
+        let entries = log.entries(next, end, APPEND_MESSAGE_MAX_BYTES as u64)?;
+        next += entries.len() as u64;
+        learned.extend(super::driver::added_member_addresses(&entries));
+    }
+    Ok(learned)
 }
