@@ -126,11 +126,11 @@ metrics_table! {
     WAL_FSYNC_BATCH_BYTES = "raftq_wal_fsync_batch_bytes", Histogram, [], BATCH_BYTES_BUCKETS,
         "Bytes of records made durable by one sync.";
     WAL_SEGMENTS = "raftq_wal_segments", Gauge, [], NONE,
-        "Segment files of the write-ahead log.";
+        "Segment files of the write-ahead log on disk, the preallocated spare included.";
     WAL_SIZE_BYTES = "raftq_wal_size_bytes", Gauge, [], NONE,
-        "Bytes of segment files on disk.";
+        "Bytes of the write-ahead log's segment files on disk (preallocated, so each counts in full).";
     WAL_RECOVERY_SECONDS = "raftq_wal_recovery_duration_seconds", Gauge, [], NONE,
-        "Time the node took to open and recover its data directory at start.";
+        "Time the node took at start to recover its write-ahead log and snapshot and restore the state machine.";
     QUEUE_ENQUEUED = "raftq_queue_enqueued_total", Counter, ["queue"], NONE,
         "Jobs enqueued (replicated total; every node reports the same).";
     QUEUE_CLAIMED = "raftq_queue_claimed_total", Counter, ["queue"], NONE,
@@ -205,7 +205,32 @@ pub fn install(address: &str) -> Result<(), MetricsError> {
     metrics::set_global_recorder(recorder).map_err(|set_error| error(set_error.to_string()))?;
     tokio::spawn(exporter);
     describe();
+    register_at_zero();
     Ok(())
+}
+
+/// Registers, at zero, every series whose labels are known before anything
+/// happens: each metric without labels, and decode errors and proposal
+/// failures under each of their label values. A dashboard then shows 0
+/// rather than no data for what has not happened yet, and `rate()` has a
+/// starting point when it first does.
+fn register_at_zero() {
+    for definition in DEFINITIONS
+        .iter()
+        .filter(|definition| definition.labels.is_empty())
+    {
+        match definition.kind {
+            Kind::Counter => metrics::counter!(definition.name).increment(0),
+            Kind::Gauge => metrics::gauge!(definition.name).increment(0.0),
+            Kind::Histogram => drop(metrics::histogram!(definition.name)),
+        }
+    }
+    for kind in crate::protocol::FrameError::KIND_NAMES {
+        metrics::counter!(DECODE_ERRORS, "kind" => *kind).increment(0);
+    }
+    for reason in crate::node::NodeError::REASON_NAMES {
+        metrics::counter!(RAFT_PROPOSAL_FAILURES, "reason" => *reason).increment(0);
+    }
 }
 
 /// Registers the help text of every metric with the installed recorder.

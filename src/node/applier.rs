@@ -245,17 +245,7 @@ pub(crate) fn fail<O>(proposed: Proposed<O>, answer: &NodeError) {
 
 /// Answers every waiter with the same error and counts the failures.
 pub(crate) fn fail_all<O>(waiters: Vec<Waiter<O>>, answer: &NodeError) {
-    let reason = match answer {
-        NodeError::NotLeader { .. } => "not_leader",
-        NodeError::Dropped(_) => "dropped",
-        NodeError::OutcomeUnknown => "outcome_unknown",
-        NodeError::Overloaded(_) => "overloaded",
-        NodeError::Invalid(_) => "invalid",
-        NodeError::Refused(_) => "refused",
-        NodeError::ShuttingDown => "shutting_down",
-        NodeError::Failed(_) => "failed",
-    };
-    metrics::counter!(names::RAFT_PROPOSAL_FAILURES, "reason" => reason)
+    metrics::counter!(names::RAFT_PROPOSAL_FAILURES, "reason" => answer.reason_name())
         .increment(waiters.len() as u64);
     for waiter in waiters {
         let _ = waiter.send(Err(answer.clone()));

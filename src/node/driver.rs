@@ -876,6 +876,9 @@ impl<SM: StateMachine> Driver<SM> {
         metrics::gauge!(names::RAFT_COMMIT_INDEX).set(status.commit as f64);
         metrics::gauge!(names::RAFT_APPLIED_INDEX).set(self.applied as f64);
         metrics::gauge!(names::RAFT_SNAPSHOT_INDEX).set(self.snapshot_index as f64);
+        let disk = self.storage.wal().disk_usage();
+        metrics::gauge!(names::WAL_SEGMENTS).set(disk.segments as f64);
+        metrics::gauge!(names::WAL_SIZE_BYTES).set(disk.bytes as f64);
         for (peer, progress) in &status.progress {
             if *peer != status.id {
                 let lag = status.last_index.saturating_sub(progress.match_index);

@@ -40,3 +40,55 @@ pub enum NodeError {
     #[error("the node has stopped after a fatal error: {0}")]
     Failed(String),
 }
+
+impl NodeError {
+    /// Every name [`NodeError::reason_name`] returns.
+    pub const REASON_NAMES: &'static [&'static str] = &[
+        "not_leader",
+        "dropped",
+        "outcome_unknown",
+        "overloaded",
+        "invalid",
+        "refused",
+        "shutting_down",
+        "failed",
+    ];
+
+    /// A short stable name for the metric label of failed proposals.
+    pub fn reason_name(&self) -> &'static str {
+        match self {
+            NodeError::NotLeader { .. } => "not_leader",
+            NodeError::Dropped(_) => "dropped",
+            NodeError::OutcomeUnknown => "outcome_unknown",
+            NodeError::Overloaded(_) => "overloaded",
+            NodeError::Invalid(_) => "invalid",
+            NodeError::Refused(_) => "refused",
+            NodeError::ShuttingDown => "shutting_down",
+            NodeError::Failed(_) => "failed",
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::NodeError;
+
+    #[test]
+    fn every_reason_name_is_listed() {
+        let errors = [
+            NodeError::NotLeader {
+                leader_id: None,
+                leader_address: None,
+            },
+            NodeError::Dropped(String::new()),
+            NodeError::OutcomeUnknown,
+            NodeError::Overloaded(String::new()),
+            NodeError::Invalid(String::new()),
+            NodeError::Refused(String::new()),
+            NodeError::ShuttingDown,
+            NodeError::Failed(String::new()),
+        ];
+        let names: Vec<&str> = errors.iter().map(NodeError::reason_name).collect();
+        assert_eq!(names, NodeError::REASON_NAMES);
+    }
+}

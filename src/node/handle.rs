@@ -266,6 +266,7 @@ impl<SM: StateMachine> Node<SM> {
             initial_index: 1,
         };
         let founders = (!options.join).then_some(&options.initial_cluster);
+        let recovery_started = std::time::Instant::now();
         let (storage, recovered) = NodeStorage::open(
             Arc::clone(&seams.vfs),
             &options.data_dir,
@@ -277,6 +278,8 @@ impl<SM: StateMachine> Node<SM> {
         } else {
             SM::restore(&recovered.envelope.state).map_err(StartError::Snapshot)?
         };
+        metrics::gauge!(crate::metrics::WAL_RECOVERY_SECONDS)
+            .set(recovery_started.elapsed().as_secs_f64());
         let mut addresses = options.initial_cluster.clone();
         addresses.extend(recovered.envelope.addresses.clone());
         // Members added after the snapshot are known only from their

@@ -63,6 +63,19 @@ pub enum FrameError {
 }
 
 impl FrameError {
+    /// Every name [`FrameError::kind_name`] returns.
+    pub const KIND_NAMES: &'static [&'static str] = &[
+        "bad_magic",
+        "unsupported_version",
+        "unknown_kind",
+        "too_large",
+        "checksum",
+        "malformed_body",
+        "unexpected_kind",
+        "encode",
+        "io",
+    ];
+
     /// A short stable name for the metric label of decode errors.
     pub fn kind_name(&self) -> &'static str {
         match self {
@@ -76,5 +89,39 @@ impl FrameError {
             FrameError::Encode(_) => "encode",
             FrameError::Io(_) => "io",
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::FrameError;
+
+    #[test]
+    fn every_kind_name_is_listed() {
+        let errors = [
+            FrameError::BadMagic { found: [0; 4] },
+            FrameError::UnsupportedVersion {
+                found: 0,
+                supported: 1,
+            },
+            FrameError::UnknownKind(0),
+            FrameError::TooLarge { length: 2, max: 1 },
+            FrameError::ChecksumMismatch {
+                expected: 0,
+                actual: 1,
+            },
+            FrameError::MalformedBody {
+                kind: "request",
+                reason: String::new(),
+            },
+            FrameError::UnexpectedKind {
+                found: "request",
+                expected: "handshake",
+            },
+            FrameError::Encode(String::new()),
+            FrameError::Io(std::io::ErrorKind::UnexpectedEof.into()),
+        ];
+        let names: Vec<&str> = errors.iter().map(FrameError::kind_name).collect();
+        assert_eq!(names, FrameError::KIND_NAMES);
     }
 }

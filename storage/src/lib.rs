@@ -213,4 +213,4 @@ pub use segment::segment_file_name;
 pub use snapshot::{SNAPSHOT_META_MAX_BYTES, Snapshot, SnapshotStore, SnapshotWriter};
 pub use std_vfs::{Preallocation, StdVfs, WriteMethod};
 pub use vfs::{Region, Vfs, WritableFile};
-pub use wal::{Entries, Wal, WalStats};
+pub use wal::{DiskUsage, Entries, Wal, WalStats};

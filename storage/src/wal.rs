@@ -37,6 +37,16 @@ pub struct WalStats {
     pub hard_state_syncs: u64,
 }
 
+/// The segment files the log holds on disk, for monitoring.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct DiskUsage {
+    /// Segment files: the live ones and any preallocated spare.
+    pub segments: u64,
+    /// Their total size. Segments are preallocated, so a file counts in
+    /// full from the moment it is created.
+    pub bytes: u64,
+}
+
 #[derive(Debug, Default)]
 struct Counters {
     appended_records: AtomicU64,
@@ -199,6 +209,16 @@ impl Wal {
             segment_syncs: self.counters.segment_syncs.load(Ordering::Relaxed),
             hard_state_syncs: self.counters.hard_state_syncs.load(Ordering::Relaxed),
         }
+    }
+
+    /// The segment files on disk and their size, spares included.
+    pub fn disk_usage(&self) -> DiskUsage {
+        let state = self.lock_state();
+        let files = state.segments.iter().chain(state.spares.iter());
+        let (segments, bytes) = files.fold((0, 0), |(segments, bytes), segment| {
+            (segments + 1, bytes + segment.region.len_bytes() as u64)
+        });
+        DiskUsage { segments, bytes }
     }
 
     /// Appends records, readable at once, and returns their indexes. Nothing

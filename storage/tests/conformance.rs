@@ -27,6 +27,7 @@ macro_rules! conformance {
 conformance!(
     appended_records_are_readable_at_once_and_after_reopen,
     records_roll_over_into_new_segments_and_survive_reopen,
+    disk_usage_counts_every_segment_file_and_its_bytes,
     a_batch_larger_than_a_segment_gets_consecutive_indexes,
     sync_reports_a_watermark_covering_every_earlier_append,
     waiting_for_an_index_past_the_log_is_an_error,
@@ -97,6 +98,27 @@ fn records_roll_over_into_new_segments_and_survive_reopen(disk: &dyn Disk) {
     let wal = open(disk).unwrap();
     assert_log(&wal, 1, 259);
     assert_eq!(wal.recovery_report().cut, None);
+}
+
+fn disk_usage_counts_every_segment_file_and_its_bytes(disk: &dyn Disk) {
+    let on_disk = || {
+        let names = segment_names(disk);
+        let bytes: usize = names.iter().map(|name| disk.contents(name).len()).sum();
+        (names.len() as u64, bytes as u64)
+    };
+    let wal = open(disk).unwrap();
+    let usage = wal.disk_usage();
+    assert_eq!((usage.segments, usage.bytes), on_disk());
+    append_range(&wal, 1..200);
+    wal.sync().unwrap();
+    let grown = wal.disk_usage();
+    assert_eq!((grown.segments, grown.bytes), on_disk());
+    assert!(grown.segments >= 5, "{grown:?}");
+    assert_eq!(grown.bytes, grown.segments * SMALL_SEGMENT_BYTES as u64);
+    wal.compact_prefix(150).unwrap();
+    let compacted = wal.disk_usage();
+    assert_eq!((compacted.segments, compacted.bytes), on_disk());
+    assert!(compacted.segments < grown.segments, "{compacted:?}");
 }
 
 fn a_batch_larger_than_a_segment_gets_consecutive_indexes(disk: &dyn Disk) {
