@@ -108,7 +108,9 @@ fn decode_body(frame: &Frame) {
 
 /// A byte stream, cut into reads of input-chosen sizes, through the frame
 /// codec as a connection would receive it; every frame's body is decoded.
-/// Returns how many frames decoded.
+/// A read whose size byte has its top bit set is instead a whole frame with
+/// a valid header and checksum around fuzzed kind and payload bytes, so the
+/// body decoders of every kind are reached. Returns how many frames decoded.
 pub fn frame_stream(data: &[u8]) -> usize {
     let mut input = Input::new(data);
     let payload_max_bytes = 1 + input.u16() as usize;
@@ -116,12 +118,22 @@ pub fn frame_stream(data: &[u8]) -> usize {
     let mut buffer = BytesMut::new();
     let mut frames = 0;
     while !input.is_empty() {
-        let read_bytes = 1 + input.u8() as usize % 64;
-        let chunk = input.bytes(read_bytes);
-        if chunk.is_empty() {
-            break;
+        let step = input.u8();
+        if step >= 0x80 {
+            let kind = FrameKind::from_u8(1 + input.u8() % 8).expect("kinds 1 to 8 exist");
+            let payload = input.bytes(payload_max_bytes);
+            Frame {
+                kind,
+                payload: bytes::Bytes::copy_from_slice(payload),
+            }
+            .write_to(&mut buffer);
+        } else {
+            let chunk = input.bytes(1 + step as usize % 64);
+            if chunk.is_empty() {
+                break;
+            }
+            buffer.extend_from_slice(chunk);
         }
-        buffer.extend_from_slice(chunk);
         loop {
             match codec.decode(&mut buffer) {
                 Ok(Some(frame)) => {
