@@ -119,3 +119,13 @@ fn frame_stream_builds_valid_frames_on_request() {
     let data = [0xff, 0x00, 0x80, 0x00, 3, 0, 1, 2, 3, 0x80, 0x04, 0, 0];
     assert_eq!(fuzz_harness::frame_stream(&data), 2);
 }
+
+/// Found by the `wal_recovery` fuzz target: a tail segment whose records
+/// run into the room the writer keeps for a seal. Recovery accepted it, and
+/// the next rollover wrote its seal past the segment's end (a panic). Such a
+/// segment is now refused as corrupt when the log opens.
+#[test]
+fn records_in_the_seal_room_are_refused_at_open() {
+    let data = include_bytes!("fuzz_regressions/wal_recovery_records_in_seal_room.bin");
+    fuzz_harness::wal_recovery(data);
+}

@@ -130,6 +130,7 @@
 //! | an intent file that fails its CRC | it never became durable, so nothing started: remove it |
 //! | a header with bad magic, CRC, version, id or length | hard error (segment, offset 0, expected index) |
 //! | a zero header before a segment with a valid header | hard error |
+//! | records that run into the last 40 bytes a segment keeps for its seal | hard error: the writer never puts them there |
 //! | zero-header files after the tail | unused spares: removed |
 //! | sealed segment: a record fails, or is out of sequence, before the seal | hard error: its successor's header proves the whole segment was durable |
 //! | sealed segment: the seal names a different next id, or the next first index differs | missing segment / hard error |

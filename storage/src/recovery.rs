@@ -406,6 +406,17 @@ fn recover_segment(
     segment.records_end_bytes = scan.records_end_bytes;
     segment.header_durable = true;
     let stop_index = segment.next_index();
+    // The writer always leaves room for a seal after the last entry, so
+    // entries running into that room are damage. Accepting them would make
+    // the next rollover write its seal past the end of the segment.
+    if scan.records_end_bytes + SEAL_RECORD_BYTES > segment.region.len_bytes() {
+        return Err(Error::corruption(
+            &segment.path,
+            scan.records_end_bytes,
+            stop_index,
+            "records run into the space kept for the seal",
+        ));
+    }
 
     if let Some(seal) = scan.seal {
         segment.sealed = true;
