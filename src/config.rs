@@ -13,6 +13,9 @@ use std::path::PathBuf;
 
 use serde::Deserialize;
 
+use crate::queue::Limits;
+use crate::queue::limits::JOBS_PER_QUEUE_CEILING;
+
 /// Default address for client traffic.
 pub const DEFAULT_CLIENT_ADDRESS: &str = "127.0.0.1:7410";
 /// Default address for peer (Raft) traffic.
@@ -41,8 +44,13 @@ pub const DEFAULT_SEGMENT_SIZE_BYTES: u64 = 64 * 1024 * 1024;
 /// Smallest segment size accepted: the largest entry must fit a segment.
 pub const SEGMENT_SIZE_MIN_BYTES: u64 = 2 * ENTRY_MAX_BYTES as u64 + 1024 * 1024;
 
-/// Largest job payload accepted from clients.
+/// Largest job payload accepted from clients. It becomes the replicated
+/// queue limit `Limits::payload_max_bytes` (see [`ServerConfig::queue_limits`]).
 pub const DEFAULT_PAYLOAD_MAX_BYTES: usize = 1024 * 1024;
+/// Most jobs one queue holds, in any state. It becomes the replicated queue
+/// limit `Limits::jobs_per_queue_max`; an enqueue beyond it is refused with
+/// `QueueError::QueueFull`.
+pub const DEFAULT_QUEUE_JOBS_MAX: u64 = 10_000_000;
 /// Largest client frame: a batch of jobs in one request.
 pub const DEFAULT_CLIENT_FRAME_MAX_BYTES: usize = 16 * 1024 * 1024;
 /// Largest peer frame: a batch of Raft messages.
@@ -155,6 +163,8 @@ pub struct ServerConfig {
     pub segment_size_bytes: u64,
     /// Largest job payload.
     pub payload_max_bytes: usize,
+    /// Most jobs in one queue, in any state.
+    pub queue_jobs_max: u64,
     /// Largest client frame.
     pub client_frame_max_bytes: usize,
     /// Client connections served at once.
@@ -184,6 +194,7 @@ impl Default for ServerConfig {
             snapshot_interval_entries: DEFAULT_SNAPSHOT_INTERVAL_ENTRIES,
             segment_size_bytes: DEFAULT_SEGMENT_SIZE_BYTES,
             payload_max_bytes: DEFAULT_PAYLOAD_MAX_BYTES,
+            queue_jobs_max: DEFAULT_QUEUE_JOBS_MAX,
             client_frame_max_bytes: DEFAULT_CLIENT_FRAME_MAX_BYTES,
             client_connections_max: DEFAULT_CLIENT_CONNECTIONS_MAX,
             metric_queue_labels_max: DEFAULT_METRIC_QUEUE_LABELS_MAX,
@@ -201,6 +212,18 @@ impl ServerConfig {
     /// Base election timeout in ticks.
     pub fn election_timeout_ticks(&self) -> usize {
         (self.election_timeout_ms / self.tick_ms).max(2) as usize
+    }
+
+    /// The replicated queue limits this configuration asks for. The leader
+    /// proposes them (`Op::SetLimits`) after it wins an election whenever
+    /// the applied limits differ, so every node enforces the same values.
+    /// Limits without a setting keep their defaults.
+    pub fn queue_limits(&self) -> Limits {
+        Limits {
+            payload_max_bytes: u32::try_from(self.payload_max_bytes).unwrap_or(u32::MAX),
+            jobs_per_queue_max: self.queue_jobs_max,
+            ..Limits::default()
+        }
     }
 
     /// Checks every setting and how settings relate.
@@ -273,6 +296,12 @@ impl ServerConfig {
                 "must be larger than payload_max_bytes",
             ));
         }
+        if !(1..=JOBS_PER_QUEUE_CEILING).contains(&self.queue_jobs_max) {
+            return Err(invalid(
+                "queue_jobs_max",
+                format!("must be between 1 and {JOBS_PER_QUEUE_CEILING}"),
+            ));
+        }
         if self.client_connections_max == 0 {
             return Err(invalid("client_connections_max", "must be at least 1"));
         }
@@ -330,6 +359,7 @@ impl ServerConfig {
         );
         set(&mut self.segment_size_bytes, &o.segment_size_bytes);
         set(&mut self.payload_max_bytes, &o.payload_max_bytes);
+        set(&mut self.queue_jobs_max, &o.queue_jobs_max);
         set(&mut self.client_frame_max_bytes, &o.client_frame_max_bytes);
         set(&mut self.client_connections_max, &o.client_connections_max);
         set(
@@ -454,6 +484,9 @@ pub struct ConfigOverrides {
     /// Largest job payload in bytes.
     #[arg(long, env = "RAFTQ_PAYLOAD_MAX_BYTES")]
     pub payload_max_bytes: Option<usize>,
+    /// Most jobs in one queue, in any state.
+    #[arg(long, env = "RAFTQ_QUEUE_JOBS_MAX")]
+    pub queue_jobs_max: Option<u64>,
     /// Largest client frame in bytes.
     #[arg(long, env = "RAFTQ_CLIENT_FRAME_MAX_BYTES")]
     pub client_frame_max_bytes: Option<usize>,
@@ -581,5 +614,37 @@ mod tests {
         };
         let config = ServerConfig::resolve(None, &overrides).unwrap();
         assert_eq!(config.initial_cluster[&1], "127.0.0.1:9000");
+    }
+
+    #[test]
+    fn default_queue_limits_are_the_queue_defaults() {
+        // A cluster left at its defaults never proposes a change of limits.
+        assert_eq!(ServerConfig::default().queue_limits(), Limits::default());
+    }
+
+    #[test]
+    fn queue_limits_follow_the_settings_and_are_validated() {
+        let overrides = ConfigOverrides {
+            queue_jobs_max: Some(5),
+            payload_max_bytes: Some(1000),
+            ..ConfigOverrides::default()
+        };
+        let limits = ServerConfig::resolve(None, &overrides)
+            .unwrap()
+            .queue_limits();
+        assert_eq!(limits.jobs_per_queue_max, 5);
+        assert_eq!(limits.payload_max_bytes, 1000);
+        assert_eq!(limits.validate(), Ok(()));
+        let zero = ConfigOverrides {
+            queue_jobs_max: Some(0),
+            ..ConfigOverrides::default()
+        };
+        assert!(matches!(
+            ServerConfig::resolve(None, &zero),
+            Err(ConfigError::Invalid {
+                setting: "queue_jobs_max",
+                ..
+            })
+        ));
     }
 }

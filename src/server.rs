@@ -89,6 +89,7 @@ pub async fn start(
         config.metric_queue_labels_max,
         shutdown.clone(),
     ));
+    service.enforce_limits(config.queue_limits(), shutdown.clone());
     let bind_error = |source| ServerStartError::Bind {
         address: config.client_address.clone(),
         source,

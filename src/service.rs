@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use tokio::sync::{oneshot, watch};
 use tokio_util::sync::CancellationToken;
+use tracing::{info, warn};
 
 use crate::config::CLAIM_WAIT_MAX_MS;
 use crate::metrics::{self as names, QueueLabels};
@@ -17,7 +18,7 @@ use crate::node::{AdminOp, Node, NodeError, StateMachine};
 use crate::protocol::client::{
     ClusterStatus, LIST_PAGE_MAX, RequestBody, ResponseBody, ServiceError,
 };
-use crate::queue::{JobQueue, Op, Outcome, QueueError};
+use crate::queue::{JobQueue, Limits, Op, Outcome, QueueError};
 use crate::raft::Role;
 
 impl StateMachine for JobQueue {
@@ -223,6 +224,15 @@ impl QueueService {
             parking,
             labels,
         }
+    }
+
+    /// Keeps the replicated queue limits at `desired`: whenever this node
+    /// becomes leader, it proposes [`Op::SetLimits`] once the limits applied
+    /// by the cluster are known to differ. Limits are replicated state, so a
+    /// change in one server's configuration takes effect cluster-wide when
+    /// that server next leads. The task ends with `shutdown`.
+    pub fn enforce_limits(&self, desired: Limits, shutdown: CancellationToken) {
+        tokio::spawn(keep_limits(self.node.clone(), desired, shutdown));
     }
 
     /// The node this service runs on.
@@ -495,6 +505,64 @@ impl QueueTotals {
         self.expired += counters.expired;
         self.dead_lettered += counters.dead_lettered;
         self.requeued += counters.requeued;
+    }
+}
+
+/// How long the limits task waits before trying again after a failed read
+/// barrier or proposal (leadership may have moved meanwhile).
+const LIMITS_RETRY_MS: u64 = 200;
+
+/// See [`QueueService::enforce_limits`].
+async fn keep_limits(node: Node<JobQueue>, desired: Limits, shutdown: CancellationToken) {
+    let mut status = node.watch_status();
+    // The term in which this node last checked the limits as leader.
+    let mut checked_term = None;
+    loop {
+        let (role, term, failed) = {
+            let now = status.borrow_and_update();
+            (now.role, now.term, now.failed.is_some())
+        };
+        if failed {
+            return;
+        }
+        if role == Role::Leader && checked_term != Some(term) {
+            // The read barrier makes everything committed in earlier terms
+            // applied here, so the comparison sees the cluster's limits.
+            let settled = match node.read_barrier().await {
+                Ok(()) if node.read_state(|state| *state.limits()) == desired => Ok(()),
+                Ok(()) => match node.propose(&Op::SetLimits(desired)).await {
+                    Ok(Outcome::SetLimits(Ok(()))) => {
+                        info!(
+                            ?desired,
+                            "replicated queue limits set from the configuration"
+                        );
+                        Ok(())
+                    }
+                    Ok(outcome) => Err(format!("refused: {outcome:?}")),
+                    Err(error) => Err(error.to_string()),
+                },
+                Err(error) => Err(error.to_string()),
+            };
+            match settled {
+                Ok(()) => checked_term = Some(term),
+                Err(error) => {
+                    warn!(%error, "could not set the configured queue limits; retrying");
+                    tokio::select! {
+                        _ = shutdown.cancelled() => return,
+                        _ = tokio::time::sleep(Duration::from_millis(LIMITS_RETRY_MS)) => {}
+                    }
+                    continue;
+                }
+            }
+        }
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            changed = status.changed() => {
+                if changed.is_err() {
+                    return;
+                }
+            }
+        }
     }
 }
 

@@ -177,7 +177,12 @@ impl Client {
                 Ok(connection) => {
                     let id = self.inner.next_request_id.fetch_add(1, Ordering::Relaxed);
                     let result = connection.call(id, self.refresh(&body), timeout).await;
-                    if result.is_err() {
+                    // A request refused before it was sent says nothing
+                    // about the connection.
+                    if result
+                        .as_ref()
+                        .is_err_and(|error| !matches!(error, ClientError::Invalid(_)))
+                    {
                         self.forget_connection(&connection).await;
                     }
                     result
@@ -224,10 +229,11 @@ impl Client {
                     ));
                 }
                 Ok(Err(error)) => return Err(ClientError::Service(error)),
+                // Sending it again would be refused the same way.
+                Err(error @ ClientError::Invalid(_)) => return Err(error),
                 Err(error) if error.definitely_not_applied() || retry == Retry::Always => {
                     last_error = error.to_string();
                 }
-                Err(error @ ClientError::Invalid(_)) => return Err(error),
                 Err(error) => return Err(ClientError::OutcomeUnknown(error.to_string())),
             }
             if tokio::time::Instant::now() + Duration::from_millis(backoff_ms) >= deadline {

@@ -130,10 +130,11 @@
 //! | an intent file that fails its CRC | it never became durable, so nothing started: remove it |
 //! | a header with bad magic, CRC, version, id or length | hard error (segment, offset 0, expected index) |
 //! | a zero header before a segment with a valid header | hard error |
+//! | records that run into the last 40 bytes a segment keeps for its seal | hard error: the writer never puts them there |
 //! | zero-header files after the tail | unused spares: removed |
 //! | sealed segment: a record fails, or is out of sequence, before the seal | hard error: its successor's header proves the whole segment was durable |
 //! | sealed segment: the seal names a different next id, or the next first index differs | missing segment / hard error |
-//! | tail ends with a seal, and the named segment exists with a zero header | the rollover never became durable: zero the seal, remove the spare |
+//! | tail ends with a seal, and the named segment exists with a zero header | the rollover never became durable: zero the seal and any nonzero bytes after it, remove the spare |
 //! | tail ends with a seal, and the named segment is missing | [`Error::MissingSegment`] |
 //! | tail: records stop at offset P (zero header, bad CRC, bad length, wrong index) and a valid record later in the segment carries a batch first index **above** the index expected at P | hard error: that record was written after the record at P was known durable, so P held acknowledged data |
 //! | tail: records stop at P, and every valid record after P has a batch first index at or below the index expected at P (or there is none) | torn tail: the damage lies in the last batch that was not known durable; zero from P to the last nonzero byte, sync, append from P |

@@ -337,6 +337,19 @@ pub fn recover(vfs: &dyn Vfs, dir: &Path, config: &WalConfig) -> Result<Recovere
     })
 }
 
+/// End of the last nonzero byte of `region` at or after `from` (`from`
+/// itself when the rest is zero).
+fn nonzero_end_bytes(region: &dyn Region, from: usize) -> usize {
+    let mut end = from;
+    let length = region.len_bytes().saturating_sub(from);
+    region.inspect(from, length, &mut |bytes| {
+        if let Some(last) = bytes.iter().rposition(|&byte| byte != 0) {
+            end = from + last + 1;
+        }
+    });
+    end
+}
+
 fn recover_segment(
     opened: OpenedSegment,
     header: SegmentHeader,
@@ -393,6 +406,17 @@ fn recover_segment(
     segment.records_end_bytes = scan.records_end_bytes;
     segment.header_durable = true;
     let stop_index = segment.next_index();
+    // The writer always leaves room for a seal after the last entry, so
+    // entries running into that room are damage. Accepting them would make
+    // the next rollover write its seal past the end of the segment.
+    if scan.records_end_bytes + SEAL_RECORD_BYTES > segment.region.len_bytes() {
+        return Err(Error::corruption(
+            &segment.path,
+            scan.records_end_bytes,
+            stop_index,
+            "records run into the space kept for the seal",
+        ));
+    }
 
     if let Some(seal) = scan.seal {
         segment.sealed = true;
@@ -411,10 +435,17 @@ fn recover_segment(
                 first_index: seal.next_index,
             });
         }
-        segment.region.zero(seal.offset, SEAL_RECORD_BYTES);
+        // The log never writes past a seal, so anything nonzero after it is
+        // damage. It is zeroed with the seal: appends continue at the seal's
+        // offset, and stray bytes left beyond them could otherwise pass for
+        // records written after a durable sync and fail the next recovery.
+        let zeroed_bytes = nonzero_end_bytes(&*segment.region, seal.offset + SEAL_RECORD_BYTES)
+            .saturating_sub(seal.offset)
+            .max(SEAL_RECORD_BYTES);
+        segment.region.zero(seal.offset, zeroed_bytes);
         segment
             .region
-            .sync_range(seal.offset, SEAL_RECORD_BYTES)
+            .sync_range(seal.offset, zeroed_bytes)
             .map_err(io_error("sync segment", &segment.path))?;
         segment.sealed = false;
         segment.written_bytes = seal.offset;
@@ -423,7 +454,7 @@ fn recover_segment(
             segment: segment.path.clone(),
             offset: seal.offset as u64,
             index: stop_index,
-            zeroed_bytes: SEAL_RECORD_BYTES as u64,
+            zeroed_bytes: zeroed_bytes as u64,
             reason: "rollover to the next segment never became durable".into(),
         });
         return Ok((segment, None));

@@ -12,7 +12,7 @@ use raftq::node::net::TokioNetwork;
 use raftq::node::{NodeOptions, Seams};
 use raftq::raft::Role;
 use raftq::server::{self, RunningServer};
-use raftq_storage::StdVfs;
+use raftq_storage::{StdVfs, Vfs};
 use tokio_util::sync::CancellationToken;
 
 use super::free_ports;
@@ -27,10 +27,24 @@ pub struct ServerCluster {
     pub peer_addresses: BTreeMap<u64, String>,
     pub client_addresses: BTreeMap<u64, String>,
     pub servers: BTreeMap<u64, ServerHandle>,
+    /// Changes every server's configuration after the defaults below.
+    pub adjust: fn(&mut ServerConfig),
+    /// File systems of nodes that do not use the real disk.
+    pub vfs: BTreeMap<u64, Arc<dyn Vfs>>,
 }
 
 impl ServerCluster {
     pub async fn start(size: u64) -> ServerCluster {
+        ServerCluster::start_with(size, |_| {}, BTreeMap::new()).await
+    }
+
+    /// Starts a cluster whose configurations pass through `adjust`, with
+    /// the given nodes on their own file systems.
+    pub async fn start_with(
+        size: u64,
+        adjust: fn(&mut ServerConfig),
+        vfs: BTreeMap<u64, Arc<dyn Vfs>>,
+    ) -> ServerCluster {
         let ports = free_ports(2 * size as usize);
         let peer_addresses = (1..=size)
             .map(|id| (id, format!("127.0.0.1:{}", ports[2 * (id as usize - 1)])))
@@ -48,6 +62,8 @@ impl ServerCluster {
             peer_addresses,
             client_addresses,
             servers: BTreeMap::new(),
+            adjust,
+            vfs,
         };
         for id in 1..=size {
             cluster.start_server(id).await;
@@ -56,7 +72,7 @@ impl ServerCluster {
     }
 
     pub fn config(&self, id: u64) -> ServerConfig {
-        ServerConfig {
+        let mut config = ServerConfig {
             node_id: id,
             initial_cluster: self.peer_addresses.clone(),
             client_address: self.client_addresses[&id].clone(),
@@ -72,7 +88,9 @@ impl ServerCluster {
             snapshot_interval_entries: 200,
             segment_size_bytes: 16 << 20,
             ..ServerConfig::default()
-        }
+        };
+        (self.adjust)(&mut config);
+        config
     }
 
     pub async fn start_server(&mut self, id: u64) {
@@ -82,7 +100,11 @@ impl ServerCluster {
         let seams = Seams {
             network: Arc::new(TokioNetwork),
             clock: Arc::new(SystemClock),
-            vfs: Arc::new(StdVfs::new()),
+            vfs: self
+                .vfs
+                .get(&id)
+                .cloned()
+                .unwrap_or_else(|| Arc::new(StdVfs::new())),
         };
         let mut attempt = 0;
         let running = loop {
