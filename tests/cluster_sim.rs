@@ -40,7 +40,7 @@ use cluster_sim::workload;
 use raftq_storage::FaultVfs;
 
 /// Seeds `cargo test` runs without `RAFTQ_SIM_SEEDS`.
-const DEFAULT_SEEDS: u64 = 4;
+const DEFAULT_SEEDS: u64 = 16;
 /// Simulated time with faults.
 const SAFETY_PHASE_MS: u64 = 6_000;
 /// Longest the workload may take to finish once every fault is healed.
@@ -296,6 +296,25 @@ fn no_acknowledged_job_is_lost_and_no_job_is_leased_twice_under_faults() {
         "failing seeds: {failed:?}; replay one with {}",
         replay_command(failed[0])
     );
+}
+
+/// Seeds that once failed: a node whose sync failed stopped and answered
+/// the proposals already in its log "failed" or "shutting down" (never
+/// applied), yet the next leader committed them. Workers took an accepted
+/// nack for a refused one (seed 1793: a lease seemed to overlap the next)
+/// and an applied ack for a refused one (the others: a job seemed lost).
+const REGRESSION_SEEDS: [u64; 8] = [1134, 1194, 1252, 1270, 1375, 1793, 2186, 2684];
+
+#[test]
+fn proposals_in_the_log_of_a_stopping_node_have_an_unknown_outcome() {
+    for seed in REGRESSION_SEEDS {
+        if let Err(error) = run_checked(seed) {
+            panic!(
+                "seed {seed} failed: {error}\nreplay: {}",
+                replay_command(seed)
+            );
+        }
+    }
 }
 
 #[test]

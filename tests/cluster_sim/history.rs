@@ -23,8 +23,8 @@ struct Lease {
     start_ms: u64,
     deadline_ms: u64,
     worker: String,
-    /// Ended early by an accepted nack, so the next lease may start before
-    /// the deadline.
+    /// Ended early by a nack that was accepted (or may have been), so the
+    /// next lease may start before the deadline.
     released: bool,
 }
 
@@ -34,6 +34,8 @@ struct Lease {
 pub struct Trace {
     hash: u64,
     pub events: u64,
+    /// Print every event (`RAFTQ_SIM_TRACE=1`, for a replayed seed).
+    print: bool,
 }
 
 impl Trace {
@@ -41,11 +43,15 @@ impl Trace {
         Trace {
             hash: 0xCBF2_9CE4_8422_2325,
             events: 0,
+            print: std::env::var_os("RAFTQ_SIM_TRACE").is_some(),
         }
     }
 
     /// Folds an event into the digest (FNV-1a).
     pub fn record(&mut self, event: &str) {
+        if self.print {
+            println!("{event}");
+        }
         for byte in event.bytes().chain([b'\n']) {
             self.hash ^= u64::from(byte);
             self.hash = self.hash.wrapping_mul(0x0100_0000_01B3);

@@ -160,8 +160,12 @@ async fn work_on(name: &str, client: &mut SimClient, history: &SharedHistory, jo
             Answer::Answered(Ok(ResponseBody::Outcome(Outcome::Nack(Ok(_))))) => {
                 history.borrow_mut().nacked(name, job.id, job.token);
             }
+            Answer::Answered(Err(ServiceError::OutcomeUnknown)) | Answer::Unknown(_) => {
+                // It may have ended the lease early as well.
+                history.borrow_mut().nacked(name, job.id, job.token);
+            }
             _ => {
-                // Refused or unknown: the lease expires in any case.
+                // Refused, or certainly not applied: the lease runs out.
             }
         }
         return;
