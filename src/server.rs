@@ -17,6 +17,7 @@ use tracing::{debug, info, warn};
 
 use crate::config::{CLIENT_INFLIGHT_REQUESTS_MAX, ServerConfig};
 use crate::metrics::{self as names, ConnectionGauge};
+use crate::node::entropy::Entropy;
 use crate::node::net::{BoxStream, Listener};
 use crate::node::{Node, NodeOptions, Seams, StartError};
 use crate::protocol::client::{Request, Response, ResponseBody};
@@ -42,6 +43,8 @@ pub struct ServerSettings {
     pub frame_max_bytes: usize,
     /// Connections served at once.
     pub connections_max: usize,
+    /// Where handshake nonces come from.
+    pub entropy: Arc<dyn Entropy>,
 }
 
 /// A running raftq server: a node, its queue service and its client listener.
@@ -106,6 +109,7 @@ pub async fn start(
         client_secret: config.client_secret.clone().map(String::into_bytes),
         frame_max_bytes: config.client_frame_max_bytes,
         connections_max: config.client_connections_max,
+        entropy: Arc::clone(&seams.entropy),
     };
     let clients = tokio::spawn(serve(listener, Arc::clone(&service), settings, shutdown));
     Ok(RunningServer {
@@ -131,6 +135,7 @@ pub async fn serve(
     let mut backoff_ms = 0;
     loop {
         let accepted = tokio::select! {
+            biased; // A fixed polling order keeps simulated runs deterministic.
             _ = shutdown.cancelled() => break,
             accepted = listener.accept() => accepted,
         };
@@ -192,7 +197,8 @@ impl Connection {
             secret: self.settings.client_secret.clone(),
             peers: false,
         };
-        let nonce = rand::random();
+        let mut nonce = [0; handshake::NONCE_SIZE_BYTES];
+        self.settings.entropy.fill_bytes(&mut nonce);
         let accepted = tokio::time::timeout(
             Duration::from_millis(CLIENT_HANDSHAKE_TIMEOUT_MS),
             handshake::accept(&mut framed, &policy, nonce, |_| Ok(())),
@@ -242,6 +248,7 @@ impl Connection {
         let mut client_gone = Some(gone.clone());
         loop {
             let next = tokio::select! {
+                biased; // A fixed polling order keeps simulated runs deterministic.
                 _ = self.shutdown.cancelled() => {
                     // Requests in flight finish (quickly, with ShuttingDown).
                     client_gone.take();
@@ -299,6 +306,7 @@ impl Connection {
                 let request_type = request.body.name();
                 let started = std::time::Instant::now();
                 let body = tokio::select! {
+                    biased; // A fixed polling order keeps simulated runs deterministic.
                     body = service.handle(request.body) => body,
                     _ = gone.cancelled() => return,
                 };

@@ -372,6 +372,7 @@ impl QueueService {
                 continue;
             }
             tokio::select! {
+                biased; // A fixed polling order keeps simulated runs deterministic.
                 _ = parked.woken() => {}
                 _ = tokio::time::sleep_until(deadline) => return Ok(ResponseBody::Outcome(outcome)),
             }
@@ -435,6 +436,7 @@ async fn publish_queue_metrics(
     interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
     loop {
         tokio::select! {
+            biased; // A fixed polling order keeps simulated runs deterministic.
             _ = shutdown.cancelled() => return,
             _ = interval.tick() => {}
         }
@@ -579,6 +581,7 @@ async fn wake_parked_claims(
     let mut role = status.borrow().role;
     loop {
         tokio::select! {
+            biased; // A fixed polling order keeps simulated runs deterministic.
             _ = shutdown.cancelled() => {
                 parking.wake_all();
                 return;

@@ -7,6 +7,7 @@ use anyhow::Context;
 use clap::Args;
 use raftq::config::{ConfigOverrides, ServerConfig};
 use raftq::node::clock::SystemClock;
+use raftq::node::entropy::OsEntropy;
 use raftq::node::net::TokioNetwork;
 use raftq::node::{NodeOptions, Seams};
 use raftq::server;
@@ -44,6 +45,7 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
         network: Arc::new(TokioNetwork),
         clock: Arc::new(SystemClock),
         vfs: Arc::new(StdVfs::new()),
+        entropy: Arc::new(OsEntropy),
     };
     let options = NodeOptions::from_server_config(&config, args.join);
     let running = server::start(&config, options, seams, shutdown.clone())

@@ -930,8 +930,11 @@ impl<SM: StateMachine> Driver<SM> {
         };
         self.role = Role::Follower;
         // Entries already handed over are applied before the applier stops,
-        // so their proposers get their real outcome.
-        self.applier.stop(&answer);
+        // so their proposers get their real outcome. The other proposals are
+        // in the log and may reach other nodes and commit there under the
+        // next leader: their outcome is unknown, not "shutting down" or
+        // "failed", which tell a client the command was never applied.
+        self.applier.stop(&NodeError::OutcomeUnknown);
         for (_, waiter) in std::mem::take(&mut self.collected) {
             let _ = waiter.send(Err(answer.clone()));
         }

@@ -12,6 +12,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::clock::Clock;
 use super::driver::{Driver, DriverConfig};
+use super::entropy::Entropy;
 use super::error::NodeError;
 use super::log_store::{NodeStorage, NodeStorageError};
 use super::net::Network;
@@ -206,6 +207,9 @@ pub struct Seams {
     pub clock: Arc<dyn Clock>,
     /// Files.
     pub vfs: Arc<dyn Vfs>,
+    /// Random numbers that decide nothing replicated (nonces, incarnations,
+    /// backoff jitter).
+    pub entropy: Arc<dyn Entropy>,
 }
 
 /// Why a node could not start.
@@ -324,10 +328,11 @@ impl<SM: StateMachine> Node<SM> {
                 cluster_id: options.cluster_id.clone(),
                 secret: options.secret.clone(),
                 peer_address: options.peer_address.clone(),
-                incarnation: rand::random(),
+                incarnation: seams.entropy.next_u64(),
                 client_address: options.client_address.clone(),
             },
             Arc::clone(&seams.network),
+            Arc::clone(&seams.entropy),
             inbound_sender,
             shutdown.clone(),
         );

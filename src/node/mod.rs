@@ -4,13 +4,14 @@
 //! - `driver.rs`: the task that owns the core and follows the Ready contract.
 //! - `persister.rs`: group commit of the log on its own thread.
 //! - `log_store.rs`: the bridge between the core's log and the storage crate.
-//! - `transport.rs`: peer connections; `net.rs` and `clock.rs`: the seams a
-//!   simulator replaces.
+//! - `transport.rs`: peer connections; `net.rs`, `clock.rs` and `entropy.rs`:
+//!   the seams a simulator replaces.
 //! - `entry_batch.rs`: how client commands are packed into log entries.
 
 mod applier;
 pub mod clock;
 mod driver;
+pub mod entropy;
 pub mod entry_batch;
 mod error;
 mod handle;

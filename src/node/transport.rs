@@ -21,6 +21,7 @@ use tokio_util::codec::Framed;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
+use super::entropy::Entropy;
 use super::net::{BoxStream, Listener, Network};
 use crate::config::{PEER_CONNECTIONS_MAX, PEER_FRAME_MAX_BYTES, PEER_SEND_QUEUE_MESSAGES};
 use crate::metrics::{self as names, ConnectionGauge};
@@ -86,6 +87,7 @@ struct Outbound<M> {
 struct Shared<M> {
     config: TransportConfig,
     network: Arc<dyn Network>,
+    entropy: Arc<dyn Entropy>,
     inbound: mpsc::Sender<Inbound<M>>,
     peers: Mutex<BTreeMap<u64, Outbound<M>>>,
     /// Peer addresses of the current members, for admission checks.
@@ -116,6 +118,7 @@ impl<M: PeerMessage> PeerTransport<M> {
     pub fn new(
         config: TransportConfig,
         network: Arc<dyn Network>,
+        entropy: Arc<dyn Entropy>,
         inbound: mpsc::Sender<Inbound<M>>,
         shutdown: CancellationToken,
     ) -> PeerTransport<M> {
@@ -123,6 +126,7 @@ impl<M: PeerMessage> PeerTransport<M> {
             shared: Arc::new(Shared {
                 config,
                 network,
+                entropy,
                 inbound,
                 peers: Mutex::new(BTreeMap::new()),
                 members: Mutex::new(BTreeMap::new()),
@@ -200,6 +204,7 @@ impl<M: PeerMessage> PeerTransport<M> {
         let mut accept_backoff_ms = 0;
         loop {
             let accepted = tokio::select! {
+                biased; // A fixed polling order keeps simulated runs deterministic.
                 _ = self.shared.shutdown.cancelled() => return,
                 accepted = listener.accept() => accepted,
             };
@@ -241,8 +246,10 @@ impl<M: PeerMessage> PeerTransport<M> {
     }
 }
 
-fn nonce() -> [u8; handshake::NONCE_SIZE_BYTES] {
-    rand::random()
+fn nonce(entropy: &dyn Entropy) -> [u8; handshake::NONCE_SIZE_BYTES] {
+    let mut nonce = [0; handshake::NONCE_SIZE_BYTES];
+    entropy.fill_bytes(&mut nonce);
+    nonce
 }
 
 async fn connect_to<M: PeerMessage>(
@@ -265,7 +272,7 @@ async fn connect_to<M: PeerMessage>(
             incarnation: shared.config.incarnation,
             client_address: shared.config.client_address.clone(),
         },
-        nonce: nonce(),
+        nonce: nonce(shared.entropy.as_ref()),
     };
     let secret = shared.config.secret.as_deref();
     let handshake = handshake::connect(&mut framed, hello, secret);
@@ -293,6 +300,7 @@ async fn run_outbound<M: PeerMessage>(
     let mut failures: u32 = 0;
     loop {
         let connected = tokio::select! {
+            biased; // A fixed polling order keeps simulated runs deterministic.
             _ = stop.cancelled() => return,
             connected = connect_to(&shared, peer, &address) => connected,
         };
@@ -318,8 +326,9 @@ async fn run_outbound<M: PeerMessage>(
                     debug!(peer, failures, "{error}");
                 }
                 report_unreachable(&shared, peer, &mut queue);
-                let jitter_ms = rand::random::<u64>() % (backoff_ms / 2 + 1);
+                let jitter_ms = shared.entropy.next_u64() % (backoff_ms / 2 + 1);
                 tokio::select! {
+                    biased; // A fixed polling order keeps simulated runs deterministic.
                     _ = stop.cancelled() => return,
                     _ = tokio::time::sleep(Duration::from_millis(backoff_ms + jitter_ms)) => {}
                 }
@@ -330,6 +339,7 @@ async fn run_outbound<M: PeerMessage>(
         let mut batch: Vec<M> = Vec::new();
         loop {
             let first = tokio::select! {
+                biased; // A fixed polling order keeps simulated runs deterministic.
                 _ = stop.cancelled() => return,
                 first = queue.recv() => first,
                 // The peer sends nothing on this connection but an error
@@ -398,7 +408,7 @@ async fn serve_inbound<M: PeerMessage>(shared: Arc<Shared<M>>, stream: BoxStream
         peers: true,
     };
     let admit = |role: &Role| admit_peer(&shared, role);
-    let handshake = handshake::accept(&mut framed, &policy, nonce(), admit);
+    let handshake = handshake::accept(&mut framed, &policy, nonce(shared.entropy.as_ref()), admit);
     let hello =
         match tokio::time::timeout(Duration::from_millis(HANDSHAKE_TIMEOUT_MS), handshake).await {
             Ok(Ok(hello)) => hello,
@@ -446,6 +456,7 @@ async fn read_peer_frames<M: PeerMessage>(
     let own_id = shared.config.node_id;
     loop {
         let frame = tokio::select! {
+            biased; // A fixed polling order keeps simulated runs deterministic.
             _ = shared.shutdown.cancelled() => return,
             frame = framed.next() => frame,
         };
@@ -579,6 +590,7 @@ mod tests {
     use serde::Deserialize;
 
     use super::*;
+    use crate::node::entropy::OsEntropy;
     use crate::node::net::TokioNetwork;
 
     #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -619,7 +631,13 @@ mod tests {
             incarnation: id,
             client_address: format!("client-of-{id}"),
         };
-        let transport = PeerTransport::new(config, network, sender, shutdown.child_token());
+        let transport = PeerTransport::new(
+            config,
+            network,
+            Arc::new(OsEntropy),
+            sender,
+            shutdown.child_token(),
+        );
         tokio::spawn(transport.clone().serve(listener));
         TestNode {
             transport,
@@ -722,7 +740,7 @@ mod tests {
                 incarnation: 7,
                 client_address: "x".to_string(),
             },
-            nonce: nonce(),
+            nonce: nonce(&OsEntropy),
         };
         handshake::connect(&mut framed, hello, Some(b"secret"))
             .await
@@ -766,7 +784,7 @@ mod tests {
                 incarnation,
                 client_address: "x".to_string(),
             },
-            nonce: nonce(),
+            nonce: nonce(&OsEntropy),
         };
         let stream = TokioNetwork.connect(&two.address).await.unwrap();
         let mut framed = Framed::new(stream, FrameCodec::new(PEER_FRAME_MAX_BYTES));

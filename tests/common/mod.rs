@@ -8,6 +8,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use raftq::node::clock::SystemClock;
+use raftq::node::entropy::OsEntropy;
 use raftq::node::net::TokioNetwork;
 use raftq::node::{Node, NodeError, NodeOptions, Seams, StateMachine};
 use raftq::raft::Role;
@@ -151,6 +152,7 @@ impl TestCluster {
             network: Arc::new(TokioNetwork),
             clock: Arc::new(SystemClock),
             vfs: Arc::new(StdVfs::new()),
+            entropy: Arc::new(OsEntropy),
         };
         // The port may still be held by a node that is shutting down.
         let mut attempt = 0;

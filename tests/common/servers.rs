@@ -8,6 +8,7 @@ use std::time::Duration;
 use raftq::client::{Client, ClientOptions};
 use raftq::config::ServerConfig;
 use raftq::node::clock::SystemClock;
+use raftq::node::entropy::OsEntropy;
 use raftq::node::net::TokioNetwork;
 use raftq::node::{NodeOptions, Seams};
 use raftq::raft::Role;
@@ -105,6 +106,7 @@ impl ServerCluster {
                 .get(&id)
                 .cloned()
                 .unwrap_or_else(|| Arc::new(StdVfs::new())),
+            entropy: Arc::new(OsEntropy),
         };
         let mut attempt = 0;
         let running = loop {
