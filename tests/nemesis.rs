@@ -84,6 +84,7 @@ async fn run_nemesis(name: &str, size: u64, membership_changes: bool) {
         producers.push(tokio::spawn(workload::produce(
             format!("p{n}"),
             cluster.client().await,
+            Arc::clone(&cluster.seeds),
             Arc::clone(&recorder),
             n % 2 == 0,
             seed.wrapping_add(n as u64),
@@ -95,6 +96,7 @@ async fn run_nemesis(name: &str, size: u64, membership_changes: bool) {
         workers.push(tokio::spawn(workload::work(
             format!("w{n}"),
             cluster.client().await,
+            Arc::clone(&cluster.seeds),
             Arc::clone(&recorder),
             seed.wrapping_add(100 + n as u64),
             Arc::clone(&careful),
@@ -250,7 +252,7 @@ async fn a_restarted_member_knows_a_node_added_before_its_restart() {
         );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
-    cluster.members = vec![1, 2, 3, 4];
+    cluster.set_members(vec![1, 2, 3, 4]);
     for id in 1..=3 {
         cluster.kill(id);
         cluster.spawn(id);
@@ -275,7 +277,7 @@ async fn a_restarted_member_knows_a_node_added_before_its_restart() {
     // With node 1 stopped, the three others are exactly a quorum of four
     // voters, so every write needs node 4 and the restarted nodes 2 and 3.
     cluster.kill(1);
-    cluster.members = vec![2, 3, 4];
+    cluster.set_members(vec![2, 3, 4]);
     let client = cluster.client().await;
     let enqueued = tokio::time::timeout(
         Duration::from_secs(60),

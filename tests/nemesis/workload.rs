@@ -11,6 +11,7 @@ use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use tokio_util::sync::CancellationToken;
 
+use super::cluster::{Seeds, client_options};
 use super::history::{Delivery, Event, Recorder};
 
 pub const QUEUE: &str = "nemesis";
@@ -29,18 +30,51 @@ fn definitely_not_applied(error: &ClientError) -> bool {
     )
 }
 
+/// Failed calls in a row after which a process connects again through the
+/// current members: a client only knows the seeds it was made with, and
+/// membership changes may replace every one of them.
+const FAILURES_BEFORE_RECONNECT: u32 = 3;
+
+/// Counts failures in a row and replaces the client once there are enough.
+struct Reconnect {
+    seeds: Seeds,
+    failures_in_a_row: u32,
+}
+
+impl Reconnect {
+    async fn after(&mut self, ok: bool, client: &mut Client) {
+        if ok {
+            self.failures_in_a_row = 0;
+            return;
+        }
+        self.failures_in_a_row += 1;
+        if self.failures_in_a_row >= FAILURES_BEFORE_RECONNECT {
+            self.failures_in_a_row = 0;
+            let seeds = self.seeds.lock().unwrap().clone();
+            if let Ok(fresh) = Client::connect(client_options(seeds)).await {
+                *client = fresh;
+            }
+        }
+    }
+}
+
 /// Enqueues unique jobs, each with its payload as idempotency key, until
 /// `stop`. After an unknown outcome, a retrying producer sends the same key
 /// again; the others move on.
 pub async fn produce(
     name: String,
-    client: Client,
+    mut client: Client,
+    seeds: Seeds,
     recorder: Arc<Recorder>,
     retry_unknown: bool,
     seed: u64,
     stop: CancellationToken,
 ) {
     let mut rng = StdRng::seed_from_u64(seed);
+    let mut reconnect = Reconnect {
+        seeds,
+        failures_in_a_row: 0,
+    };
     let mut seq = 0u64;
     while !stop.is_cancelled() {
         seq += 1;
@@ -54,7 +88,9 @@ pub async fn produce(
             let mut job = NewJob::new(QUEUE, key.clone());
             job.max_attempts = ATTEMPTS_MAX;
             job.idempotency_key = Some(key.clone().into());
-            match client.enqueue_job(job).await {
+            let result = client.enqueue_job(job).await;
+            reconnect.after(result.is_ok(), &mut client).await;
+            match result {
                 Ok(enqueued) => {
                     recorder.record(Event::EnqueueOk {
                         process: name.clone(),
@@ -91,18 +127,25 @@ pub async fn produce(
 /// unless `careful` is set (the final drain).
 pub async fn work(
     name: String,
-    client: Client,
+    mut client: Client,
+    seeds: Seeds,
     recorder: Arc<Recorder>,
     seed: u64,
     careful: Arc<AtomicBool>,
     stop: CancellationToken,
 ) {
     let mut rng = StdRng::seed_from_u64(seed);
+    let mut reconnect = Reconnect {
+        seeds,
+        failures_in_a_row: 0,
+    };
     while !stop.is_cancelled() {
         recorder.record(Event::ClaimInvoke {
             process: name.clone(),
         });
-        let claimed = match client.claim(&[QUEUE], 2, LEASE_MS, CLAIM_WAIT_MS).await {
+        let result = client.claim(&[QUEUE], 2, LEASE_MS, CLAIM_WAIT_MS).await;
+        reconnect.after(result.is_ok(), &mut client).await;
+        let claimed = match result {
             Ok(claimed) => claimed,
             Err(error) => {
                 recorder.record(Event::ClaimFail {
