@@ -5,8 +5,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use raftq::client::{Client, ClientError};
-use raftq::queue::NewJob;
 use raftq::queue::limits::ATTEMPTS_MAX;
+use raftq::queue::{FencingToken, JobId, NewJob};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use tokio_util::sync::CancellationToken;
@@ -139,6 +139,7 @@ pub async fn work(
         seeds,
         failures_in_a_row: 0,
     };
+    let mut late_acks: Vec<tokio::task::JoinHandle<()>> = Vec::new();
     while !stop.is_cancelled() {
         recorder.record(Event::ClaimInvoke {
             process: name.clone(),
@@ -189,44 +190,61 @@ pub async fn work(
                     token: job.token.0,
                     how: "expire".to_string(),
                 });
-                tokio::time::sleep(Duration::from_millis(LEASE_MS + 500)).await;
-            } else {
-                tokio::time::sleep(Duration::from_millis(rng.random_range(0..30))).await;
+                // A slow handler: it acks after its lease ran out, while
+                // this worker goes on claiming.
+                let (name, client, recorder) =
+                    (name.clone(), client.clone(), Arc::clone(&recorder));
+                late_acks.push(tokio::spawn(async move {
+                    tokio::time::sleep(Duration::from_millis(LEASE_MS + 500)).await;
+                    ack(&name, &client, &recorder, job.id, job.token).await;
+                }));
+                continue;
             }
-            recorder.record(Event::AckInvoke {
-                process: name.clone(),
-                id: job.id.0,
-                token: job.token.0,
-            });
-            let event = match client.ack(job.id, job.token).await {
-                Ok(_) => Event::AckOk {
-                    process: name.clone(),
-                    id: job.id.0,
-                    token: job.token.0,
-                },
-                Err(error) if definitely_not_applied(&error) => Event::AckFail {
-                    process: name.clone(),
-                    id: job.id.0,
-                    token: job.token.0,
-                    error: error.to_string(),
-                },
-                Err(error) => Event::AckUnknown {
-                    process: name.clone(),
-                    id: job.id.0,
-                    token: job.token.0,
-                    error: error.to_string(),
-                },
-            };
-            recorder.record(event);
+            tokio::time::sleep(Duration::from_millis(rng.random_range(0..30))).await;
+            ack(&name, &client, &recorder, job.id, job.token).await;
         }
+        late_acks.retain(|task| !task.is_finished());
+    }
+    for task in late_acks {
+        let _ = task.await;
     }
 }
 
-/// The queue is empty: nothing ready, scheduled, leased or dead, as the
-/// leader sees it.
-pub async fn queue_empty(client: &Client) -> Result<bool, ClientError> {
+async fn ack(name: &str, client: &Client, recorder: &Recorder, id: JobId, token: FencingToken) {
+    let process = name.to_string();
+    recorder.record(Event::AckInvoke {
+        process: process.clone(),
+        id: id.0,
+        token: token.0,
+    });
+    let event = match client.ack(id, token).await {
+        Ok(_) => Event::AckOk {
+            process,
+            id: id.0,
+            token: token.0,
+        },
+        Err(error) if definitely_not_applied(&error) => Event::AckFail {
+            process,
+            id: id.0,
+            token: token.0,
+            error: error.to_string(),
+        },
+        Err(error) => Event::AckUnknown {
+            process,
+            id: id.0,
+            token: token.0,
+            error: error.to_string(),
+        },
+    };
+    recorder.record(event);
+}
+
+/// Jobs left in the queue (ready, scheduled, leased or dead) as the leader
+/// sees it.
+pub async fn jobs_left(client: &Client) -> Result<u64, ClientError> {
     let stats = client.stats(Some(QUEUE), false).await?;
     Ok(stats
         .iter()
-        .all(|(_, s)| s.ready == 0 && s.scheduled == 0 && s.leased == 0 && s.dead == 0))
+        .map(|(_, s)| s.ready + s.scheduled + s.leased + s.dead)
+        .sum())
 }
