@@ -5,12 +5,16 @@ use std::collections::BTreeMap;
 use std::fs::OpenOptions;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use raftq::client::{Client, ClientOptions, ConnectSettings};
 use raftq::protocol::client::ClusterStatus;
 
 use super::proxy::Network;
+
+/// Client addresses of the current members.
+pub type Seeds = Arc<Mutex<Vec<String>>>;
 
 pub const CLUSTER_ID: &str = "nemesis";
 const SECRET: &str = "nemesis-cluster-secret";
@@ -35,6 +39,10 @@ pub struct Cluster {
     pub network: Network,
     /// Members as the test last made them (ids of nodes not removed).
     pub members: Vec<u64>,
+    /// The client addresses of `members`, shared with the workload so that
+    /// its clients can find the cluster again after every node they were
+    /// given has been replaced.
+    pub seeds: Seeds,
     /// Where every member reaches a node added by a membership change.
     shared_addresses: BTreeMap<u64, String>,
     /// Applied entries between snapshots on every node.
@@ -57,6 +65,16 @@ pub fn connect_settings() -> ConnectSettings {
     options.connect.cluster_id = CLUSTER_ID.to_string();
     options.connect.connect_timeout = Duration::from_millis(1_000);
     options.connect
+}
+
+/// Options of every client of the test: short deadlines, so that calls end
+/// (with an unknown outcome if need be) while faults last.
+pub fn client_options(seeds: Vec<String>) -> ClientOptions {
+    let mut options = ClientOptions::new(seeds);
+    options.connect = connect_settings();
+    options.request_timeout = Duration::from_secs(2);
+    options.retry_deadline = Duration::from_secs(4);
+    options
 }
 
 impl Cluster {
@@ -93,14 +111,21 @@ impl Cluster {
             dir: dir.to_path_buf(),
             nodes,
             network,
-            members: ids.clone(),
+            members: Vec::new(),
+            seeds: Seeds::default(),
             shared_addresses: BTreeMap::new(),
             snapshot_interval_entries,
         };
+        cluster.set_members(ids.clone());
         for id in ids {
             cluster.spawn(id);
         }
         cluster
+    }
+
+    pub fn set_members(&mut self, members: Vec<u64>) {
+        self.members = members;
+        *self.seeds.lock().unwrap() = self.client_addresses();
     }
 
     pub fn spawn(&mut self, id: u64) {
@@ -196,11 +221,7 @@ impl Cluster {
     }
 
     pub fn client_options(&self) -> ClientOptions {
-        let mut options = ClientOptions::new(self.client_addresses());
-        options.connect = connect_settings();
-        options.request_timeout = Duration::from_secs(2);
-        options.retry_deadline = Duration::from_secs(4);
-        options
+        client_options(self.client_addresses())
     }
 
     pub async fn client(&self) -> Client {

@@ -293,7 +293,7 @@ impl Nemesis<'_> {
                 members.extend(&status.learners);
                 members.retain(|id| self.cluster.nodes.contains_key(id));
                 members.sort_unstable();
-                self.cluster.members = members;
+                self.cluster.set_members(members);
                 self.note(format!("members are now {:?}", self.cluster.members));
                 return;
             }
