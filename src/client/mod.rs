@@ -173,6 +173,7 @@ impl Client {
         let mut backoff_ms = RETRY_BACKOFF_MIN_MS;
         let mut last_error;
         loop {
+            let mut electing = false;
             let attempt = match self.connection().await {
                 Ok(connection) => {
                     let id = self.inner.next_request_id.fetch_add(1, Ordering::Relaxed);
@@ -196,27 +197,21 @@ impl Client {
                     leader_id,
                 })) => {
                     last_error = format!("no leader reachable (last hint: node {leader_id:?})");
-                    if leader_address.is_none() {
+                    match leader_address {
+                        Some(address) => {
+                            *self.inner.leader_hint.lock().expect("hint lock") = Some(address);
+                            if let Some(connection) = self.inner.connection.lock().await.take() {
+                                connection.close();
+                            }
+                            // A known leader is worth trying at once.
+                            if tokio::time::Instant::now() < deadline {
+                                continue;
+                            }
+                        }
                         // An election is under way: it ends within an
                         // election timeout or two, so poll briskly instead of
                         // backing off past the moment a leader appears.
-                        if tokio::time::Instant::now() + Duration::from_millis(ELECTION_POLL_MS)
-                            >= deadline
-                        {
-                            return Err(ClientError::Unavailable(last_error));
-                        }
-                        tokio::time::sleep(Duration::from_millis(ELECTION_POLL_MS)).await;
-                        continue;
-                    }
-                    if let Some(address) = leader_address {
-                        *self.inner.leader_hint.lock().expect("hint lock") = Some(address);
-                        if let Some(connection) = self.inner.connection.lock().await.take() {
-                            connection.close();
-                        }
-                        // A known leader is worth trying at once.
-                        if tokio::time::Instant::now() < deadline {
-                            continue;
-                        }
+                        None => electing = true,
                     }
                 }
                 Ok(Err(error)) if error.is_retryable() => last_error = error.to_string(),
@@ -236,11 +231,18 @@ impl Client {
                 }
                 Err(error) => return Err(ClientError::OutcomeUnknown(error.to_string())),
             }
-            if tokio::time::Instant::now() + Duration::from_millis(backoff_ms) >= deadline {
+            let delay_ms = if electing {
+                ELECTION_POLL_MS
+            } else {
+                backoff_ms
+            };
+            if tokio::time::Instant::now() + Duration::from_millis(delay_ms) >= deadline {
                 return Err(ClientError::Unavailable(last_error));
             }
-            tokio::time::sleep(Duration::from_millis(backoff_ms)).await;
-            backoff_ms = (backoff_ms * 2).min(RETRY_BACKOFF_MAX_MS);
+            tokio::time::sleep(Duration::from_millis(delay_ms)).await;
+            if !electing {
+                backoff_ms = (backoff_ms * 2).min(RETRY_BACKOFF_MAX_MS);
+            }
         }
     }
 
