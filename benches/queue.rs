@@ -342,5 +342,41 @@ fn bench_apply(criterion: &mut Criterion) {
     batched.finish();
 }
 
-criterion_group!(benches, bench_apply);
+/// Serializing and restoring a whole state: the applier stops applying for
+/// as long as a snapshot takes, so this bounds the pause a snapshot causes.
+/// The baseline copies the same payload bytes into one buffer, the least any
+/// encoding of the state must do.
+fn bench_snapshot(criterion: &mut Criterion) {
+    const SNAPSHOT_JOBS: usize = 100_000;
+    let state = filled(SNAPSHOT_JOBS);
+    let image = state.snapshot();
+    let payload = payload();
+    let mut group = criterion.benchmark_group("snapshot_100k_jobs");
+    group.sample_size(10);
+    group.warm_up_time(Duration::from_secs(1));
+    group.measurement_time(Duration::from_secs(5));
+    group.throughput(Throughput::Elements(SNAPSHOT_JOBS as u64));
+    group.bench_function("serialize", |bencher| {
+        bencher.iter(|| black_box(state.snapshot()))
+    });
+    group.bench_function("restore", |bencher| {
+        bencher.iter(|| black_box(JobQueue::restore(&image).expect("the image restores")))
+    });
+    group.bench_function("baseline_copy_payloads", |bencher| {
+        bencher.iter(|| {
+            let mut bytes = Vec::with_capacity(SNAPSHOT_JOBS * PAYLOAD_BYTES);
+            for _ in 0..SNAPSHOT_JOBS {
+                bytes.extend_from_slice(&payload);
+            }
+            black_box(bytes)
+        })
+    });
+    group.finish();
+    println!(
+        "snapshot of {SNAPSHOT_JOBS} queued {PAYLOAD_BYTES}-byte jobs: {} bytes",
+        image.len()
+    );
+}
+
+criterion_group!(benches, bench_apply, bench_snapshot);
 criterion_main!(benches);

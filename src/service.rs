@@ -400,6 +400,7 @@ impl QueueService {
             learners: status.learners,
             match_indexes: status.match_indexes,
             peer_addresses: status.addresses,
+            client_addresses: status.client_addresses,
         }
     }
 }

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use common::servers::ServerCluster;
-use raftq::client::ClientError;
+use raftq::client::{Client, ClientError};
 use raftq::queue::{Backoff, DeadSelection, JobId, JobState, NewJob, QueueError, Schedule};
 
 fn job(queue: &str, payload: &str) -> NewJob {
@@ -331,5 +331,42 @@ async fn parked_claim_of_a_client_that_went_away_leases_nothing() {
         client.job(id, false).await.unwrap().unwrap().state,
         JobState::Ready
     );
+    cluster.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_finds_the_cluster_after_its_only_seed_is_gone() {
+    let mut cluster = ServerCluster::start(3).await;
+    let leader = cluster.leader().await;
+    let mut options = cluster.client_options();
+    options.seeds = vec![cluster.client_addresses[&leader].clone()];
+    let client = Client::connect(options).await.unwrap();
+    // Every member has connected to the leader once the cluster runs, so
+    // the leader reports all of their client addresses.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let status = client.cluster_status().await.unwrap();
+        if status.client_addresses.len() == 3 {
+            let expected: Vec<&String> = cluster.client_addresses.values().collect();
+            assert_eq!(
+                status.client_addresses.values().collect::<Vec<_>>(),
+                expected
+            );
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the leader never reported every member: {status:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    cluster.stop_server(leader).await;
+    let id = client
+        .enqueue("found", "after the seed went away")
+        .await
+        .unwrap();
+    let claimed = client.claim(&["found"], 1, 60_000, 0).await.unwrap();
+    assert_eq!(claimed.len(), 1);
+    assert_eq!(claimed[0].id, id);
     cluster.shutdown().await;
 }

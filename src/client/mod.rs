@@ -2,7 +2,9 @@
 //! for processing jobs.
 //!
 //! A client finds the leader from a list of seed addresses, follows
-//! `NotLeader` redirects, reconnects, and retries with backoff. Every enqueue
+//! `NotLeader` redirects, reconnects, and retries with backoff. Each new
+//! connection asks the node for the members' client addresses, so a client
+//! still finds the cluster after membership changes replaced its seeds. Every enqueue
 //! carries a client-session stamp (Raft thesis §6.3) that serves as its
 //! idempotency key: a retry after an unknown outcome (a broken connection, a
 //! leader change) returns the original job ids instead of adding jobs again.
@@ -39,6 +41,8 @@ pub const RETRY_BACKOFF_MIN_MS: u64 = 20;
 pub const RETRY_BACKOFF_MAX_MS: u64 = 500;
 /// Delay between retries while the cluster elects a leader.
 pub const ELECTION_POLL_MS: u64 = 25;
+/// Most member addresses a client remembers beyond its seeds.
+const LEARNED_ADDRESSES_MAX: usize = 64;
 
 /// How a client connects and retries.
 #[derive(Debug, Clone)]
@@ -84,9 +88,44 @@ struct Inner {
     options: ClientOptions,
     connection: tokio::sync::Mutex<Option<Arc<Connection>>>,
     leader_hint: Mutex<Option<String>>,
+    /// Members' client addresses learned from the cluster, beyond the seeds.
+    learned: Mutex<Vec<String>>,
     next_seed: AtomicUsize,
     next_request_id: AtomicU64,
     session: Session,
+}
+
+impl Inner {
+    /// The `next`-th address to try, cycling over the seeds and then the
+    /// learned members that are not seeds.
+    fn address(&self, next: usize) -> String {
+        let seeds = &self.options.seeds;
+        let learned = self.learned.lock().expect("learned lock");
+        let extra: Vec<&String> = learned
+            .iter()
+            .filter(|address| !seeds.contains(address))
+            .collect();
+        let index = next % (seeds.len() + extra.len());
+        match seeds.get(index) {
+            Some(seed) => seed.clone(),
+            None => extra[index - seeds.len()].clone(),
+        }
+    }
+
+    /// Remembers the members' client addresses a node reported, newest
+    /// first, keeping earlier ones while there is room (a node cut off from
+    /// the others reports only itself).
+    fn learn(&self, status: &ClusterStatus) {
+        let mut learned = self.learned.lock().expect("learned lock");
+        let mut merged: Vec<String> = status.client_addresses.values().cloned().collect();
+        for address in learned.drain(..) {
+            if !merged.contains(&address) {
+                merged.push(address);
+            }
+        }
+        merged.truncate(LEARNED_ADDRESSES_MAX);
+        *learned = merged;
+    }
 }
 
 /// A connection to a raftq cluster. Cheap to clone; clones share the
@@ -107,6 +146,7 @@ impl Client {
                 options,
                 connection: tokio::sync::Mutex::new(None),
                 leader_hint: Mutex::new(None),
+                learned: Mutex::new(Vec::new()),
                 next_seed: AtomicUsize::new(0),
                 next_request_id: AtomicU64::new(1),
                 session: Session::new(),
@@ -139,14 +179,32 @@ impl Client {
         let address = match hint {
             Some(address) => address,
             None => {
-                let seeds = &self.inner.options.seeds;
                 let next = self.inner.next_seed.fetch_add(1, Ordering::Relaxed);
-                seeds[next % seeds.len()].clone()
+                self.inner.address(next)
             }
         };
         let connection = Connection::open(&address, &self.inner.options.connect).await?;
         *current = Some(Arc::clone(&connection));
+        self.learn_members(&connection);
         Ok(connection)
+    }
+
+    /// Asks a new connection's node for the members' client addresses, in
+    /// the background so the request that opened it does not wait.
+    fn learn_members(&self, connection: &Arc<Connection>) {
+        let inner = Arc::downgrade(&self.inner);
+        let connection = Arc::clone(connection);
+        let id = self.inner.next_request_id.fetch_add(1, Ordering::Relaxed);
+        let timeout = self.inner.options.connect.connect_timeout;
+        tokio::spawn(async move {
+            if let Ok(Ok(ResponseBody::ClusterStatus(status))) = connection
+                .call(id, RequestBody::ClusterStatus, timeout)
+                .await
+                && let Some(inner) = inner.upgrade()
+            {
+                inner.learn(&status);
+            }
+        });
     }
 
     async fn forget_connection(&self, failed: &Arc<Connection>) {
@@ -539,7 +597,10 @@ impl Client {
             .request(RequestBody::ClusterStatus, Retry::Always, Duration::ZERO)
             .await?
         {
-            ResponseBody::ClusterStatus(status) => Ok(status),
+            ResponseBody::ClusterStatus(status) => {
+                self.inner.learn(&status);
+                Ok(status)
+            }
             other => Err(unexpected(other)),
         }
     }

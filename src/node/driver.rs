@@ -889,6 +889,13 @@ impl<SM: StateMachine> Driver<SM> {
         let leader_address = status
             .leader
             .and_then(|leader| self.transport.client_address(leader));
+        let client_addresses = status
+            .conf_state
+            .voters
+            .iter()
+            .chain(&status.conf_state.learners)
+            .filter_map(|&member| Some((member, self.transport.client_address(member)?)))
+            .collect();
         self.shared.publish_status(NodeStatus {
             id: status.id,
             role: status.role,
@@ -908,6 +915,7 @@ impl<SM: StateMachine> Driver<SM> {
                 .map(|(id, progress)| (*id, progress.match_index))
                 .collect(),
             addresses: self.addresses.clone(),
+            client_addresses,
             failed: None,
         });
     }

@@ -88,6 +88,9 @@ pub struct NodeStatus {
     pub match_indexes: BTreeMap<u64, u64>,
     /// Peer addresses known to this node.
     pub addresses: BTreeMap<u64, String>,
+    /// Client addresses of the members this node has heard from (itself
+    /// included), so clients can find members that were not among their seeds.
+    pub client_addresses: BTreeMap<u64, String>,
     /// Set once the node has stopped after a fatal error.
     pub failed: Option<String>,
 }
@@ -354,6 +357,7 @@ impl<SM: StateMachine> Node<SM> {
             learners: Vec::new(),
             match_indexes: BTreeMap::new(),
             addresses: addresses.clone(),
+            client_addresses: BTreeMap::from([(options.id, options.client_address.clone())]),
             failed: None,
         };
         let (status_sender, status) = watch::channel(initial_status);

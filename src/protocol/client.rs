@@ -189,6 +189,9 @@ pub struct ClusterStatus {
     pub match_indexes: BTreeMap<u64, u64>,
     /// Peer addresses known to the node.
     pub peer_addresses: BTreeMap<u64, String>,
+    /// Client addresses of the members the node has heard from, itself
+    /// included; clients add them to their seeds.
+    pub client_addresses: BTreeMap<u64, String>,
 }
 
 /// Why the service could not answer. Errors of the job queue itself (a

@@ -30,9 +30,9 @@ fn definitely_not_applied(error: &ClientError) -> bool {
     )
 }
 
-/// Failed calls in a row after which a process connects again through the
-/// current members: a client only knows the seeds it was made with, and
-/// membership changes may replace every one of them.
+/// Failed calls in a row after which a process starts over with a new
+/// client made from the current members, as a restarted process would (a
+/// new client session, seeds that membership changes have not replaced).
 const FAILURES_BEFORE_RECONNECT: u32 = 3;
 
 /// Counts failures in a row and replaces the client once there are enough.
