@@ -6,6 +6,7 @@
 //! whose channel closes once all of them are gone, which is how `serve`
 //! knows every connection has finished.
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -20,7 +21,7 @@ use crate::metrics::{self as names, ConnectionGauge};
 use crate::node::entropy::Entropy;
 use crate::node::net::{BoxStream, Listener};
 use crate::node::{Node, NodeOptions, Seams, StartError};
-use crate::protocol::client::{Request, Response, ResponseBody};
+use crate::protocol::client::{Request, RequestBody, Response, ResponseBody};
 use crate::protocol::handshake::{self, AcceptPolicy, ErrorCode, Role};
 use crate::protocol::{Frame, FrameCodec, FrameError, FrameKind};
 use crate::queue::JobQueue;
@@ -242,6 +243,9 @@ impl Connection {
             let _ = sink.close().await;
         });
         let inflight = Arc::new(Semaphore::new(CLIENT_INFLIGHT_REQUESTS_MAX));
+        // Long-poll claims in flight, by request id, so `StopWaiting` can
+        // end one the client gave up on.
+        let waiting: Arc<std::sync::Mutex<BTreeMap<u64, CancellationToken>>> = Arc::default();
         // Cancelled when the client goes away: a parked long-poll claim of a
         // gone client must not go on to lease a job that nobody will work on.
         let gone = CancellationToken::new();
@@ -293,6 +297,23 @@ impl Connection {
                     break;
                 }
             };
+            if let RequestBody::StopWaiting { request: claim } = request.body {
+                if let Some(stop) = waiting.lock().expect("waiting lock").remove(&claim) {
+                    stop.cancel();
+                }
+                continue;
+            }
+            let stop = match &request.body {
+                RequestBody::Claim { wait_ms, .. } if *wait_ms > 0 => {
+                    let stop = CancellationToken::new();
+                    waiting
+                        .lock()
+                        .expect("waiting lock")
+                        .insert(request.id, stop.clone());
+                    Some(stop)
+                }
+                _ => None,
+            };
             // At most CLIENT_INFLIGHT_REQUESTS_MAX requests per connection run
             // at once; beyond that the connection stops reading, which pushes
             // back on the client through TCP.
@@ -302,14 +323,25 @@ impl Connection {
             let service = Arc::clone(&self.service);
             let responses = responses.clone();
             let gone = gone.clone();
+            let waiting = Arc::clone(&waiting);
             tokio::spawn(async move {
                 let request_type = request.body.name();
                 let started = std::time::Instant::now();
+                let stopped = async {
+                    match &stop {
+                        Some(stop) => stop.cancelled().await,
+                        None => std::future::pending().await,
+                    }
+                };
                 let body = tokio::select! {
                     biased; // A fixed polling order keeps simulated runs deterministic.
                     body = service.handle(request.body) => body,
                     _ = gone.cancelled() => return,
+                    _ = stopped => return,
                 };
+                if stop.is_some() {
+                    waiting.lock().expect("waiting lock").remove(&request.id);
+                }
                 metrics::histogram!(names::CLIENT_REQUEST_SECONDS, "type" => request_type)
                     .record(started.elapsed().as_secs_f64());
                 let outcome = match &body {

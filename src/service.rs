@@ -301,6 +301,8 @@ impl QueueService {
             }
             RequestBody::Promote { id } => self.admin(AdminOp::Promote(id)).await,
             RequestBody::Remove { id } => self.admin(AdminOp::Remove(id)).await,
+            // The connection acts on it (see `server`); here nothing waits.
+            RequestBody::StopWaiting { .. } => Ok(ResponseBody::Done),
         }
     }
 

@@ -370,3 +370,41 @@ async fn a_client_finds_the_cluster_after_its_only_seed_is_gone() {
     assert_eq!(claimed[0].id, id);
     cluster.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dropped_long_poll_claim_stops_waiting_and_leases_nothing() {
+    let cluster = ServerCluster::start(3).await;
+    let leader = cluster.leader().await;
+    let service = &cluster.servers[&leader].running.service;
+    // One client, so its connection stays open after the claim is dropped.
+    let client = cluster.client().await;
+    let waiting_client = client.clone();
+    let waiter =
+        tokio::spawn(async move { waiting_client.claim(&["kept"], 1, 30_000, 60_000).await });
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while service.parked_claims() == 0 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the claim never parked"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    // The caller gives up on the claim (a worker shutting down), while the
+    // connection lives on for its other requests.
+    waiter.abort();
+    let _ = waiter.await;
+    while service.parked_claims() > 0 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the server kept the abandoned claim parked"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let id = client.enqueue("kept", "nobody must hold me").await.unwrap();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(
+        client.job(id, false).await.unwrap().unwrap().state,
+        JobState::Ready
+    );
+    cluster.shutdown().await;
+}

@@ -185,6 +185,7 @@ impl Connection {
         body: RequestBody,
         timeout: Duration,
     ) -> Result<ServiceResult, ClientError> {
+        let waits = matches!(body, RequestBody::Claim { wait_ms, .. } if wait_ms > 0);
         let frame = Frame::encode(FrameKind::Request, &Request { id, body })
             .map_err(|error| ClientError::Invalid(error.to_string()))?;
         if frame.payload.len() > self.frame_max_bytes {
@@ -202,18 +203,56 @@ impl Connection {
                 address: self.address.clone(),
             });
         }
-        match tokio::time::timeout(timeout, response).await {
+        // Until the answer is in, dropping this call forgets the request and,
+        // for a long-poll claim, tells the node to stop waiting for it.
+        let mut unanswered = Unanswered {
+            connection: self,
+            id,
+            stop_waiting: waits,
+        };
+        let result = match tokio::time::timeout(timeout, response).await {
             Ok(Ok(result)) => result,
             Ok(Err(_)) => Err(ClientError::ConnectionLost {
                 address: self.address.clone(),
                 reason: "the connection ended".to_string(),
             }),
             Err(_) => {
-                self.pending.lock().expect("pending lock").remove(&id);
-                Err(ClientError::Timeout {
+                return Err(ClientError::Timeout {
                     address: self.address.clone(),
-                })
+                });
             }
+        };
+        unanswered.stop_waiting = false;
+        result
+    }
+}
+
+/// A request sent on a connection whose answer has not arrived.
+struct Unanswered<'a> {
+    connection: &'a Connection,
+    id: u64,
+    /// The request is a long-poll claim the node may still hold.
+    stop_waiting: bool,
+}
+
+impl Drop for Unanswered<'_> {
+    fn drop(&mut self) {
+        let connection = self.connection;
+        connection
+            .pending
+            .lock()
+            .expect("pending lock")
+            .remove(&self.id);
+        if !self.stop_waiting || connection.is_closed() {
+            return;
+        }
+        let request = Request {
+            id: self.id,
+            body: RequestBody::StopWaiting { request: self.id },
+        };
+        if let Ok(frame) = Frame::encode(FrameKind::Request, &request) {
+            // Best effort: with the queue full the claim ends at its deadline.
+            let _ = connection.outgoing.try_send(frame);
         }
     }
 }

@@ -48,6 +48,9 @@ const MESSAGES_PER_ROUND_MAX: usize = 4096;
 struct AwaitingPersist {
     number: u64,
     messages: Vec<Message>,
+    /// Whether the Ready wrote anything that needs a sync. One that did not
+    /// is durable as soon as every Ready before it is.
+    synced: bool,
 }
 
 /// Settings of the driver, derived from the server configuration.
@@ -96,6 +99,9 @@ pub struct Driver<SM: StateMachine> {
     /// The index of the time-advance entry on its way, if any.
     time_advance_index: Option<u64>,
     awaiting_persist: VecDeque<AwaitingPersist>,
+    /// Term and vote of the hard state last written to the log, if any was
+    /// written by this process.
+    written_term_vote: Option<(u64, Option<u64>)>,
     /// Reads collected this round, not yet handed to the core.
     reads_collected: Vec<oneshot::Sender<Result<(), NodeError>>>,
     /// Reads handed to the core, by context.
@@ -171,6 +177,7 @@ impl<SM: StateMachine> Driver<SM> {
             collected: Vec::new(),
             time_advance_index: None,
             awaiting_persist: VecDeque::new(),
+            written_term_vote: None,
             reads_collected: Vec::new(),
             reads_in_core: BTreeMap::new(),
             ticks: 0,
@@ -507,16 +514,30 @@ impl<SM: StateMachine> Driver<SM> {
                 .map_err(|error| error.to_string())?;
             metrics::histogram!(names::WAL_APPEND_SECONDS).record(started.elapsed().as_secs_f64());
         }
-        if let Some(hard_state) = &ready.hard_state {
+        // Only term and vote must be durable before the node acts on them.
+        // The commit index is volatile in Raft (§5, Figure 2) and is written
+        // along with them, not on its own: a commit-only write would cost a
+        // second fsync (of the hard-state file) in every sync. A restarted
+        // node learns the commit index from the leader again.
+        if let Some(hard_state) = &ready.hard_state
+            && self.written_term_vote != Some((hard_state.term, hard_state.vote))
+        {
             self.storage
                 .set_hard_state(hard_state)
                 .map_err(|error| error.to_string())?;
+            self.written_term_vote = Some((hard_state.term, hard_state.vote));
         }
+        let nothing_in_flight = self.awaiting_persist.is_empty();
         self.awaiting_persist.push_back(AwaitingPersist {
             number: ready.number,
             messages: ready.persisted_messages,
+            synced: ready.must_sync,
         });
         match (&self.persister, &mut self.inline_sync) {
+            // Nothing new to make durable, and nothing before it waits.
+            _ if !ready.must_sync && nothing_in_flight => self.persisted(ready.number),
+            // It becomes durable with the sync in flight (see `persisted`).
+            _ if !ready.must_sync => {}
             (Some(persister), _) => persister.request(ready.number),
             (None, Some(meter)) => {
                 meter.sync().map_err(|error| error.to_string())?;
@@ -567,17 +588,20 @@ impl<SM: StateMachine> Driver<SM> {
 
     /// Ready `number` and everything before it is durable: tell the core and
     /// send what waited for it.
+    /// Readies after it that wrote nothing needing a sync are durable too.
     fn persisted(&mut self, number: u64) {
-        self.raw.on_persisted(number);
+        let mut durable = number;
         while let Some(front) = self.awaiting_persist.front() {
-            if front.number > number {
+            if front.number > number && front.synced {
                 break;
             }
             let awaiting = self.awaiting_persist.pop_front().expect("front exists");
+            durable = durable.max(awaiting.number);
             for message in awaiting.messages {
                 self.send(message);
             }
         }
+        self.raw.on_persisted(durable);
     }
 
     /// Fails reads forwarded to a leader that stayed unanswered: the

@@ -103,6 +103,15 @@ pub enum RequestBody {
         /// The member.
         id: u64,
     },
+    /// The client no longer waits for the answer to the long-poll claim
+    /// sent on this connection as `request`: if it is still parked it ends
+    /// without leasing anything. Sent when a caller drops a waiting claim
+    /// (a worker shutting down), so the claim cannot take a job nobody will
+    /// work on. The only request that gets no response.
+    StopWaiting {
+        /// The id of the claim's request.
+        request: u64,
+    },
 }
 
 impl RequestBody {
@@ -129,6 +138,7 @@ impl RequestBody {
             RequestBody::AddLearner { .. } => "add_learner",
             RequestBody::Promote { .. } => "promote",
             RequestBody::Remove { .. } => "remove",
+            RequestBody::StopWaiting { .. } => "stop_waiting",
         }
     }
 }
