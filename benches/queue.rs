@@ -359,6 +359,10 @@ fn bench_snapshot(criterion: &mut Criterion) {
     group.bench_function("serialize", |bencher| {
         bencher.iter(|| black_box(state.snapshot()))
     });
+    // What the applier itself spends; encoding runs on another thread.
+    group.bench_function("freeze", |bencher| {
+        bencher.iter(|| black_box(state.freeze()))
+    });
     group.bench_function("restore", |bencher| {
         bencher.iter(|| black_box(JobQueue::restore(&image).expect("the image restores")))
     });

@@ -18,7 +18,7 @@ use crate::node::{AdminOp, Node, NodeError, StateMachine};
 use crate::protocol::client::{
     ClusterStatus, LIST_PAGE_MAX, RequestBody, ResponseBody, ServiceError,
 };
-use crate::queue::{JobQueue, Limits, Op, Outcome, QueueError};
+use crate::queue::{FrozenQueue, JobQueue, Limits, Op, Outcome, QueueError};
 use crate::raft::Role;
 
 impl StateMachine for JobQueue {
@@ -45,8 +45,14 @@ impl StateMachine for JobQueue {
         JobQueue::last_now_ms(self)
     }
 
-    fn snapshot(&self) -> Vec<u8> {
-        JobQueue::snapshot(self)
+    type Frozen = FrozenQueue;
+
+    fn freeze(&self) -> FrozenQueue {
+        JobQueue::freeze(self)
+    }
+
+    fn encode(frozen: FrozenQueue) -> Vec<u8> {
+        frozen.encode()
     }
 
     fn restore(bytes: &[u8]) -> Result<Self, String> {

@@ -1,6 +1,5 @@
 //! The applier: applies committed entries to the state machine, answers the
-//! clients that proposed them, and serializes snapshots, off the driver's
-//! task.
+//! clients that proposed them, and takes snapshots, off the driver's task.
 //!
 //! Applying a large batch or serializing a large state takes time that the
 //! driver must not spend: it has heartbeats to send and messages to answer,
@@ -11,8 +10,14 @@
 //! channel, so a proposal's waiters are always registered before its entry
 //! is applied, and a snapshot covers exactly the entries applied before it.
 //!
+//! A snapshot stops applying only while the state is frozen (copied without
+//! its payloads); encoding the frozen copy runs on a thread of its own, so
+//! clients are not kept waiting for as long as a large state takes to
+//! encode.
+//!
 //! In production the applier runs on its own thread; in a deterministic
-//! simulation the driver calls it inline.
+//! simulation the driver calls it inline, and snapshots are encoded inline
+//! too.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -52,7 +57,7 @@ pub(crate) enum ApplyTask<SM: StateMachine> {
     Apply(Vec<Entry>),
     /// Replace the state with a durable snapshot received from the leader.
     Restore { index: u64, state: Bytes },
-    /// Serialize the state as applied so far.
+    /// Take a snapshot of the state as applied so far.
     Snapshot,
     /// Leadership was lost: entries not applied yet may or may not commit.
     FailPending(NodeError),
@@ -79,6 +84,9 @@ pub(crate) struct Applier<SM: StateMachine> {
     pending: BTreeMap<u64, (u64, Proposed<SM::Outcome>)>,
     applied: u64,
     events: mpsc::UnboundedSender<ApplyEvent>,
+    /// The thread that encodes frozen states; `None` encodes them inline
+    /// (deterministic runs).
+    encoder: Option<std_mpsc::Sender<(u64, SM::Frozen)>>,
 }
 
 impl<SM: StateMachine> Applier<SM> {
@@ -92,6 +100,7 @@ impl<SM: StateMachine> Applier<SM> {
             pending: BTreeMap::new(),
             applied,
             events,
+            encoder: None,
         }
     }
 
@@ -116,17 +125,25 @@ impl<SM: StateMachine> Applier<SM> {
                 Err(error) => ApplyEvent::Failed(error),
             },
             ApplyTask::Snapshot => {
+                let index = self.applied;
                 let started = std::time::Instant::now();
-                let state = Bytes::from(self.shared.state_machine().snapshot());
+                let frozen = self.shared.state_machine().freeze();
                 tracing::debug!(
-                    index = self.applied,
-                    bytes = state.len(),
+                    index,
                     seconds = started.elapsed().as_secs_f64(),
-                    "state machine serialized"
+                    "state machine frozen for a snapshot"
                 );
+                let frozen = match &self.encoder {
+                    // The encoder ends only when this sender is dropped.
+                    Some(encoder) => match encoder.send((index, frozen)) {
+                        Ok(()) => return,
+                        Err(std_mpsc::SendError((_, frozen))) => frozen,
+                    },
+                    None => frozen,
+                };
                 ApplyEvent::Snapshot {
-                    index: self.applied,
-                    state,
+                    index,
+                    state: encode::<SM>(index, frozen),
                 }
             }
             ApplyTask::FailPending(answer) => {
@@ -233,6 +250,19 @@ impl<SM: StateMachine> Applier<SM> {
     }
 }
 
+/// Encodes a frozen state and says how long it took.
+fn encode<SM: StateMachine>(index: u64, frozen: SM::Frozen) -> Bytes {
+    let started = std::time::Instant::now();
+    let state = Bytes::from(SM::encode(frozen));
+    tracing::debug!(
+        index,
+        bytes = state.len(),
+        seconds = started.elapsed().as_secs_f64(),
+        "snapshot encoded"
+    );
+    state
+}
+
 /// Answers a proposal's waiters with an error and counts the failures.
 pub(crate) fn fail<O>(proposed: Proposed<O>, answer: &NodeError) {
     match proposed {
@@ -269,11 +299,25 @@ impl<SM: StateMachine> ApplierHandle<SM> {
         if inline {
             return ApplierHandle::Inline(applier);
         }
+        let (frozen_sender, frozen_states) = std_mpsc::channel::<(u64, SM::Frozen)>();
+        let events = applier.events.clone();
+        std::thread::Builder::new()
+            .name("raftq-snapshot".to_string())
+            .spawn(move || {
+                while let Ok((index, frozen)) = frozen_states.recv() {
+                    let state = encode::<SM>(index, frozen);
+                    if events.send(ApplyEvent::Snapshot { index, state }).is_err() {
+                        return;
+                    }
+                }
+            })
+            .expect("spawn the snapshot encoder thread");
         let (tasks, receiver) = std_mpsc::channel::<ApplyTask<SM>>();
         let thread = std::thread::Builder::new()
             .name("raftq-applier".to_string())
             .spawn(move || {
                 let mut applier = applier;
+                applier.encoder = Some(frozen_sender);
                 while let Ok(task) = receiver.recv() {
                     applier.handle(task);
                 }

@@ -808,8 +808,9 @@ impl<SM: StateMachine> Driver<SM> {
     }
 
     /// Asks the applier for a snapshot when enough entries were applied
-    /// since the last one. The applier serializes the state; the file is
-    /// written and the log compacted on a blocking thread.
+    /// since the last one. The applier freezes the state and has it encoded
+    /// on another thread; the file is written and the log compacted on a
+    /// blocking thread.
     fn maybe_snapshot(&mut self) {
         if self.snapshot_in_progress
             || self.applied < self.snapshot_index + self.config.snapshot_interval_entries
@@ -827,6 +828,11 @@ impl<SM: StateMachine> Driver<SM> {
         state: Bytes,
         snapshot_sender: &mpsc::UnboundedSender<SnapshotEvent>,
     ) {
+        if index <= self.snapshot_index {
+            // A snapshot from the leader replaced the state meanwhile.
+            self.snapshot_in_progress = false;
+            return;
+        }
         let meta = match self.raw.snapshot_meta(index) {
             Ok(meta) => meta,
             Err(error) => {
@@ -839,13 +845,14 @@ impl<SM: StateMachine> Driver<SM> {
             addresses: self.addresses.clone(),
             state,
         };
-        let snapshot = raft::Snapshot {
-            meta,
-            data: envelope.encode(),
-        };
         let storage = Arc::clone(&self.storage);
         let sender = snapshot_sender.clone();
+        // Wrapping copies the whole state: off the driver's task as well.
         let write = move || {
+            let snapshot = raft::Snapshot {
+                meta,
+                data: envelope.encode(),
+            };
             let event = match storage.write_snapshot_file(&snapshot) {
                 Ok(()) => SnapshotEvent::Saved(snapshot),
                 Err(error) => SnapshotEvent::Failed(error.to_string()),

@@ -34,8 +34,23 @@ pub trait StateMachine: Send + 'static {
     /// The latest stamped time the state has seen.
     fn last_now_ms(&self) -> u64;
 
+    /// A copy of the state taken for a snapshot. The applier takes it
+    /// between two entries and encodes it on another thread while applying
+    /// goes on, so a large state never holds up the answers to clients for
+    /// as long as encoding takes.
+    type Frozen: Send + 'static;
+
+    /// Copies what a snapshot needs; should cost far less than encoding
+    /// (share what never changes rather than copy it).
+    fn freeze(&self) -> Self::Frozen;
+
+    /// The canonical encoding of a frozen state.
+    fn encode(frozen: Self::Frozen) -> Vec<u8>;
+
     /// A canonical encoding of the whole state.
-    fn snapshot(&self) -> Vec<u8>;
+    fn snapshot(&self) -> Vec<u8> {
+        Self::encode(self.freeze())
+    }
 
     /// Rebuilds a state from [`StateMachine::snapshot`] output; never panics
     /// on bad input.

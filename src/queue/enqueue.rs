@@ -1,6 +1,7 @@
 //! Applying an enqueue: batch and session checks, then each job on its own.
 
 use std::cmp::Reverse;
+use std::sync::Arc;
 
 use super::command::{Enqueue, NewJob, Schedule, SessionStamp};
 use super::error::QueueError;
@@ -144,7 +145,7 @@ impl JobQueue {
         self.next_job_id += 1;
         let job = Job {
             id,
-            payload: Box::from(&new.payload[..]),
+            payload: Arc::from(&new.payload[..]),
             enqueued_at_ms: now_ms,
             due_at_ms: run_at_ms,
             backoff_initial_ms: new.backoff.initial_ms,

@@ -1,8 +1,11 @@
 //! The stored form of a job and of a lease.
 //!
 //! A job is kept small because a node may hold millions of them: the queue
-//! is an interned id, counts are u16, the payload is an exact-size box, and
-//! what only some jobs have (a lease, a last error) lives in side tables.
+//! is an interned id, counts are u16, the payload is an exact-size shared
+//! slice (claims and snapshots share it instead of copying it), and what
+//! only some jobs have (a lease, a last error) lives in side tables.
+
+use std::sync::Arc;
 
 use super::backoff::Backoff;
 use super::ids::{FencingToken, JobId};
@@ -13,7 +16,7 @@ use super::queue_table::QueueId;
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub(super) struct Job {
     pub(super) id: JobId,
-    pub(super) payload: Box<[u8]>,
+    pub(super) payload: Arc<[u8]>,
     pub(super) enqueued_at_ms: u64,
     /// Ready: when it became ready. Scheduled: when it becomes ready.
     /// Leased and dead: when it last became ready.

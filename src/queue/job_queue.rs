@@ -7,6 +7,7 @@
 
 use std::cmp::Reverse;
 use std::collections::{BTreeSet, HashMap};
+use std::sync::Arc;
 
 use bytes::Bytes;
 
@@ -321,7 +322,7 @@ impl JobQueue {
             due_at_ms: job.due_at_ms,
             lease,
             last_error: self.last_errors.get(&id).map(|error| error.to_string()),
-            payload: Bytes::copy_from_slice(&job.payload),
+            payload: Bytes::from_owner(Arc::clone(&job.payload)),
         })
     }
 

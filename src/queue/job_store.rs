@@ -118,7 +118,7 @@ mod tests {
     fn job(id: u64) -> Job {
         Job {
             id: JobId(id),
-            payload: Box::from(&id.to_le_bytes()[..]),
+            payload: std::sync::Arc::from(&id.to_le_bytes()[..]),
             enqueued_at_ms: 0,
             due_at_ms: 0,
             backoff_initial_ms: 0,

@@ -1,5 +1,7 @@
 //! Applying claims and the commands of a lease holder: ack, nack, extend.
 
+use std::sync::Arc;
+
 use bytes::Bytes;
 
 use super::command::{Ack, Claim, Extend, Nack};
@@ -73,7 +75,7 @@ impl JobQueue {
                 claimed.push(ClaimedJob {
                     id,
                     queue: name.clone(),
-                    payload: Bytes::copy_from_slice(&job.payload),
+                    payload: Bytes::from_owner(Arc::clone(&job.payload)),
                     attempt: u32::from(job.attempts),
                     max_attempts: u32::from(job.max_attempts),
                     token,

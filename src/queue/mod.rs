@@ -176,4 +176,4 @@ pub use job_queue::JobQueue;
 pub use limits::Limits;
 pub use outcome::{Acked, Cancelled, ClaimedJob, Disposition, Enqueued, Extended, Nacked, Outcome};
 pub use queue_table::validate_queue_name;
-pub use snapshot::{SNAPSHOT_MAGIC, SNAPSHOT_VERSION};
+pub use snapshot::{FrozenQueue, SNAPSHOT_MAGIC, SNAPSHOT_VERSION};

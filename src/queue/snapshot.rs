@@ -21,7 +21,8 @@
 //! consumes input bytes, and serde caps the room it reserves for a sequence
 //! from its claimed length at 1 MiB.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::Arc;
 
 use serde::de::{Deserializer, Visitor};
 use serde::ser::Serializer;
@@ -29,6 +30,7 @@ use serde::{Deserialize, Serialize};
 
 use super::backoff::Backoff;
 use super::error::SnapshotError;
+use super::id_hasher::IdHashBuilder;
 use super::idempotency::{KeyDigest, KeyTable, RememberedKey};
 use super::ids::{FencingToken, JobId};
 use super::info::{JobState, QueueCounters};
@@ -126,7 +128,7 @@ impl Serialize for PayloadOut<'_> {
 }
 
 /// A payload read from a postcard byte string.
-struct PayloadIn(Box<[u8]>);
+struct PayloadIn(Arc<[u8]>);
 
 impl<'de> Deserialize<'de> for PayloadIn {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
@@ -137,10 +139,10 @@ impl<'de> Deserialize<'de> for PayloadIn {
                 formatter.write_str("a byte string")
             }
             fn visit_bytes<E>(self, bytes: &[u8]) -> Result<PayloadIn, E> {
-                Ok(PayloadIn(Box::from(bytes)))
+                Ok(PayloadIn(Arc::from(bytes)))
             }
             fn visit_byte_buf<E>(self, bytes: Vec<u8>) -> Result<PayloadIn, E> {
-                Ok(PayloadIn(bytes.into_boxed_slice()))
+                Ok(PayloadIn(Arc::from(bytes)))
             }
         }
         deserializer.deserialize_bytes(PayloadVisitor)
@@ -172,36 +174,48 @@ fn inconsistent(what: &str) -> SnapshotError {
     SnapshotError::Inconsistent(what.to_string())
 }
 
-impl JobQueue {
-    /// The canonical encoding of the whole state (see the format above).
-    pub fn snapshot(&self) -> Vec<u8> {
-        let mut ids: Vec<JobId> = self.jobs.iter().map(|job| job.id).collect();
-        ids.sort_unstable();
+/// A copy of everything a snapshot holds, taken at one applied index. It
+/// is cheap to take, since payloads are shared rather than copied and no
+/// index is copied, and it is encoded later, on another thread, while the
+/// live state goes on applying. Encoding sorts and looks up what taking it
+/// left as is.
+pub struct FrozenQueue {
+    now_ms: u64,
+    next_job_id: u64,
+    last_token: u64,
+    limits: Limits,
+    queues: Vec<QueueImage<Box<str>>>,
+    jobs: Vec<Job>,
+    leases: HashMap<JobId, Lease, IdHashBuilder>,
+    last_errors: HashMap<JobId, Box<str>, IdHashBuilder>,
+    keys: Vec<KeyImage>,
+    sessions: Vec<(u64, Session)>,
+}
+
+impl FrozenQueue {
+    /// The canonical encoding of the state it was taken from (see the
+    /// format above).
+    pub fn encode(mut self) -> Vec<u8> {
+        self.jobs.sort_unstable_by_key(|job| job.id);
         let image = Image {
             now_ms: self.now_ms,
             next_job_id: self.next_job_id,
             last_token: self.last_token,
             limits: self.limits,
             queues: SequenceOut(|| {
-                self.queues.iter().map(|(_, record)| QueueImage {
-                    name: &*record.name,
-                    paused: record.paused,
-                    counters: record.counters,
+                self.queues.iter().map(|queue| QueueImage {
+                    name: &*queue.name,
+                    paused: queue.paused,
+                    counters: queue.counters,
                 })
             }),
-            jobs: SequenceOut(|| ids.iter().map(|&id| self.job_image(id))),
-            keys: SequenceOut(|| {
-                self.keys.iter().map(|key| KeyImage {
-                    remembered_at_ms: key.remembered_at_ms,
-                    digest: key.digest.0,
-                    id: key.id,
-                })
-            }),
+            jobs: SequenceOut(|| self.jobs.iter().map(|job| self.job_image(job))),
+            keys: SequenceOut(|| self.keys.iter()),
             sessions: SequenceOut(|| {
                 self.sessions
                     .iter()
                     .map(|(session_id, session)| SessionImage {
-                        session_id,
+                        session_id: *session_id,
                         last_active_ms: session.last_active_ms,
                         lowest_unanswered_seq: session.lowest_unanswered_seq,
                         results: &session.results,
@@ -222,10 +236,9 @@ impl JobQueue {
         bytes
     }
 
-    fn job_image(&self, id: JobId) -> JobImage<&str, PayloadOut<'_>> {
-        let job = self.job_ref(id);
+    fn job_image<'a>(&'a self, job: &'a Job) -> JobImage<&'a str, PayloadOut<'a>> {
         JobImage {
-            id,
+            id: job.id,
             queue: job.queue.0,
             state: job.state,
             priority: job.priority,
@@ -234,14 +247,58 @@ impl JobQueue {
             attempts: job.attempts,
             max_attempts: job.max_attempts,
             backoff: job.backoff(),
-            last_error: self.last_errors.get(&id).map(|error| &**error),
-            lease: self.leases.get(&id).map(|lease| LeaseImage {
+            last_error: self.last_errors.get(&job.id).map(|error| &**error),
+            lease: self.leases.get(&job.id).map(|lease| LeaseImage {
                 token: lease.token,
                 claimed_at_ms: lease.claimed_at_ms,
                 deadline_ms: lease.deadline_ms,
                 worker: lease.worker.as_deref(),
             }),
             payload: PayloadOut(&job.payload),
+        }
+    }
+}
+
+impl JobQueue {
+    /// The canonical encoding of the whole state (see the format above).
+    pub fn snapshot(&self) -> Vec<u8> {
+        self.freeze().encode()
+    }
+
+    /// A copy of the state to encode later: the jobs' fixed fields are
+    /// copied, their payloads shared.
+    pub fn freeze(&self) -> FrozenQueue {
+        FrozenQueue {
+            now_ms: self.now_ms,
+            next_job_id: self.next_job_id,
+            last_token: self.last_token,
+            limits: self.limits,
+            queues: self
+                .queues
+                .iter()
+                .map(|(_, record)| QueueImage {
+                    name: record.name.clone(),
+                    paused: record.paused,
+                    counters: record.counters,
+                })
+                .collect(),
+            jobs: self.jobs.iter().cloned().collect(),
+            leases: self.leases.clone(),
+            last_errors: self.last_errors.clone(),
+            keys: self
+                .keys
+                .iter()
+                .map(|key| KeyImage {
+                    remembered_at_ms: key.remembered_at_ms,
+                    digest: key.digest.0,
+                    id: key.id,
+                })
+                .collect(),
+            sessions: self
+                .sessions
+                .iter()
+                .map(|(session_id, session)| (session_id, session.clone()))
+                .collect(),
         }
     }
 

@@ -61,8 +61,14 @@ impl StateMachine for NumberLog {
         self.last_now_ms
     }
 
-    fn snapshot(&self) -> Vec<u8> {
+    type Frozen = Vec<u8>;
+
+    fn freeze(&self) -> Vec<u8> {
         postcard::to_allocvec(self).unwrap()
+    }
+
+    fn encode(frozen: Vec<u8>) -> Vec<u8> {
+        frozen
     }
 
     fn restore(bytes: &[u8]) -> Result<Self, String> {

@@ -30,6 +30,28 @@ fn busy_state() -> JobQueue {
 }
 
 #[test]
+fn a_frozen_state_encodes_as_it_was_whatever_changes_after() {
+    let mut state = busy_state();
+    let before = state.snapshot();
+    let frozen = state.freeze();
+    // Change every part a snapshot holds: jobs come and go, leases, errors,
+    // keys and sessions.
+    let claimed = claim(&mut state, START_MS + 10, &["work", "q"], 10);
+    for job in &claimed {
+        nack(&mut state, START_MS + 11, job, true);
+    }
+    enqueue(&mut state, START_MS + 12, "work", b"new");
+    apply(
+        &mut state,
+        START_MS + 13,
+        session_enqueue(stamp(2, 1), b"another session"),
+    );
+    apply(&mut state, START_MS + 14, Op::Purge("work".into()));
+    assert_ne!(state.snapshot(), before, "the state did change");
+    assert_eq!(frozen.encode(), before);
+}
+
+#[test]
 fn snapshot_restores_an_equal_state_with_identical_bytes() {
     let state = busy_state();
     let bytes = state.snapshot();
