@@ -204,14 +204,7 @@ async fn long_poll_claim_wakes_when_a_job_arrives() {
     let waiter =
         tokio::spawn(async move { waiting_client.claim(&["inbox"], 1, 30_000, 60_000).await });
     let service = &cluster.servers[&leader].running.service;
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-    while service.parked_claims() == 0 {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "the claim never parked"
-        );
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    wait_until("the claim never parked", || service.parked_claims() > 0).await;
     let id = client.enqueue("inbox", "wake up").await.unwrap();
     // A claim that was not woken would only return, empty, after 60 s.
     let claimed = waiter.await.unwrap().unwrap();
@@ -295,33 +288,39 @@ async fn bad_input_gets_a_clear_error_and_changes_nothing() {
     cluster.shutdown().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn parked_claim_of_a_client_that_went_away_leases_nothing() {
+/// Polls `done` until it holds, failing with `what` after 10 s.
+async fn wait_until(what: &str, done: impl Fn() -> bool) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while !done() {
+        assert!(tokio::time::Instant::now() < deadline, "{what}");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+/// Parks a long-poll claim, gives up on it (with its connection when
+/// `whole_client`, else only the call), and checks that the server lets
+/// go of it and leases nothing to it.
+async fn abandoned_claim_leases_nothing(whole_client: bool) {
     let cluster = ServerCluster::start(3).await;
     let leader = cluster.leader().await;
     let service = &cluster.servers[&leader].running.service;
-    let gone_client = cluster.client().await;
+    let client = cluster.client().await;
+    let waiting_client = if whole_client {
+        cluster.client().await
+    } else {
+        client.clone()
+    };
     let waiter =
-        tokio::spawn(async move { gone_client.claim(&["orphans"], 1, 30_000, 60_000).await });
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-    while service.parked_claims() == 0 {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "the claim never parked"
-        );
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-    // The worker process dies: its task and its connection go away.
+        tokio::spawn(async move { waiting_client.claim(&["orphans"], 1, 30_000, 60_000).await });
+    wait_until("the claim never parked", || service.parked_claims() > 0).await;
+    // The task goes away: a worker process dying (and its connection with
+    // it), or a worker shutting down while its client lives on.
     waiter.abort();
     let _ = waiter.await;
-    while service.parked_claims() > 0 {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "the server kept the claim parked"
-        );
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-    let client = cluster.client().await;
+    wait_until("the server kept the claim parked", || {
+        service.parked_claims() == 0
+    })
+    .await;
     let id = client
         .enqueue("orphans", "nobody must hold me")
         .await
@@ -332,6 +331,16 @@ async fn parked_claim_of_a_client_that_went_away_leases_nothing() {
         JobState::Ready
     );
     cluster.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn parked_claim_of_a_client_that_went_away_leases_nothing() {
+    abandoned_claim_leases_nothing(true).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dropped_long_poll_claim_stops_waiting_and_leases_nothing() {
+    abandoned_claim_leases_nothing(false).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -368,43 +377,5 @@ async fn a_client_finds_the_cluster_after_its_only_seed_is_gone() {
     let claimed = client.claim(&["found"], 1, 60_000, 0).await.unwrap();
     assert_eq!(claimed.len(), 1);
     assert_eq!(claimed[0].id, id);
-    cluster.shutdown().await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_dropped_long_poll_claim_stops_waiting_and_leases_nothing() {
-    let cluster = ServerCluster::start(3).await;
-    let leader = cluster.leader().await;
-    let service = &cluster.servers[&leader].running.service;
-    // One client, so its connection stays open after the claim is dropped.
-    let client = cluster.client().await;
-    let waiting_client = client.clone();
-    let waiter =
-        tokio::spawn(async move { waiting_client.claim(&["kept"], 1, 30_000, 60_000).await });
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-    while service.parked_claims() == 0 {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "the claim never parked"
-        );
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-    // The caller gives up on the claim (a worker shutting down), while the
-    // connection lives on for its other requests.
-    waiter.abort();
-    let _ = waiter.await;
-    while service.parked_claims() > 0 {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "the server kept the abandoned claim parked"
-        );
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-    let id = client.enqueue("kept", "nobody must hold me").await.unwrap();
-    tokio::time::sleep(Duration::from_millis(200)).await;
-    assert_eq!(
-        client.job(id, false).await.unwrap().unwrap().state,
-        JobState::Ready
-    );
     cluster.shutdown().await;
 }
