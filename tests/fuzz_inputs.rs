@@ -129,3 +129,13 @@ fn records_in_the_seal_room_are_refused_at_open() {
     let data = include_bytes!("fuzz_regressions/wal_recovery_records_in_seal_room.bin");
     fuzz_harness::wal_recovery(data);
 }
+
+/// Found by the `snapshot_load` fuzz target: a snapshot file with valid
+/// checksums whose metadata claims index `u64::MAX`. Opening the node's
+/// storage overflowed computing the next log index (a panic); it is now a
+/// typed `Inconsistent` error.
+#[test]
+fn a_snapshot_claiming_the_last_possible_index_is_refused() {
+    let data = include_bytes!("fuzz_regressions/snapshot_load_index_at_the_end.bin");
+    fuzz_harness::snapshot_load(data);
+}

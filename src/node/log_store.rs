@@ -27,6 +27,9 @@ use crate::raft::{
     self, ConfState, Entry, EntryKind, HardState, LogStore, SnapshotMeta, StoreError,
 };
 
+/// No log reaches this index (2^62 entries); a snapshot that claims one is
+/// damaged, and arithmetic on indexes stays far from overflow below it.
+const LOG_INDEX_CEILING: u64 = 1 << 62;
 /// Bytes of the record header in front of an entry's data.
 pub const ENTRY_RECORD_HEADER_BYTES: usize = 9;
 
@@ -183,6 +186,12 @@ impl NodeStorage {
         // The log must continue right after the snapshot or overlap it. A
         // log that ends before the snapshot (a crash between installing a
         // snapshot and resetting the log) is replaced by an empty log after it.
+        if snapshot.meta.index >= LOG_INDEX_CEILING {
+            return Err(NodeStorageError::Inconsistent(format!(
+                "the snapshot claims index {}, beyond any index a log reaches",
+                snapshot.meta.index
+            )));
+        }
         let next_index = snapshot.meta.index + 1;
         if wal.last_index() < snapshot.meta.index || wal.first_index() > next_index {
             if wal.first_index() > next_index && wal.last_index() >= wal.first_index() {

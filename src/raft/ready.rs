@@ -46,7 +46,9 @@ pub struct Ready {
     pub number: u64,
     /// Changed leader or role, if any.
     pub soft_state: Option<SoftState>,
-    /// Hard state to persist, if it changed.
+    /// Hard state to persist, if it changed. Term and vote must be durable
+    /// (see `must_sync`); the commit index may be written lazily, since a
+    /// restarted node learns it from the leader again (Raft §5, Figure 2).
     pub hard_state: Option<HardState>,
     /// A snapshot received from the leader: persist it (it replaces the log),
     /// then restore the state machine from it.
