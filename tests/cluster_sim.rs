@@ -116,15 +116,18 @@ fn run_seed(seed: u64) -> Result<RunReport, String> {
 
     let history = Rc::new(RefCell::new(History::new(PRODUCERS)));
     let mut clients = Vec::new();
-    for index in 1..=PRODUCERS {
-        let name = format!("p{index}");
-        let client = SimClient::new(
-            &name,
+    let mut new_client = |name: &str| {
+        clients.push(name.to_string());
+        SimClient::new(
+            name,
             shape.size,
             Arc::clone(&links),
-            SimRng::derive(seed, &name),
-        );
-        clients.push(name.clone());
+            SimRng::derive(seed, name),
+        )
+    };
+    for index in 1..=PRODUCERS {
+        let name = format!("p{index}");
+        let client = new_client(&name);
         sim.client(
             name.as_str(),
             workload::producer(name.clone(), JOBS_PER_PRODUCER, client, Rc::clone(&history)),
@@ -132,13 +135,7 @@ fn run_seed(seed: u64) -> Result<RunReport, String> {
     }
     for index in 1..=WORKERS {
         let name = format!("w{index}");
-        let client = SimClient::new(
-            &name,
-            shape.size,
-            Arc::clone(&links),
-            SimRng::derive(seed, &name),
-        );
-        clients.push(name.clone());
+        let client = new_client(&name);
         sim.client(
             name.as_str(),
             workload::worker(name.clone(), client, Rc::clone(&history)),
