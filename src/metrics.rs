@@ -10,7 +10,7 @@
 //! Recording goes through the `metrics` facade; until [`install`] runs (as
 //! in tests that start many nodes in one process), every call is a no-op.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashMap};
 use std::net::SocketAddr;
 use std::sync::Mutex;
 
@@ -251,10 +251,63 @@ pub fn count_frame(
     kind: crate::protocol::FrameKind,
     payload_bytes: usize,
 ) {
-    let kind = kind.name();
-    metrics::counter!(FRAMES, "direction" => direction, "kind" => kind).increment(1);
-    let bytes = (payload_bytes + crate::protocol::HEADER_SIZE_BYTES) as u64;
-    metrics::counter!(FRAME_BYTES, "direction" => direction, "kind" => kind).increment(bytes);
+    FrameMeter::new(direction, kind).count(payload_bytes);
+}
+
+/// The frame counters of one direction and kind, looked up once.
+///
+/// A connection keeps one per direction for the kind it carries most, so
+/// counting a frame is two atomic adds instead of two registry lookups.
+#[derive(Clone)]
+pub struct FrameMeter {
+    frames: metrics::Counter,
+    bytes: metrics::Counter,
+}
+
+impl FrameMeter {
+    /// The counters of frames of `kind` sent (`"out"`) or received (`"in"`).
+    pub fn new(direction: &'static str, kind: crate::protocol::FrameKind) -> FrameMeter {
+        let kind = kind.name();
+        FrameMeter {
+            frames: metrics::counter!(FRAMES, "direction" => direction, "kind" => kind),
+            bytes: metrics::counter!(FRAME_BYTES, "direction" => direction, "kind" => kind),
+        }
+    }
+
+    /// Counts one frame with `payload_bytes` of payload.
+    pub fn count(&self, payload_bytes: usize) {
+        self.frames.increment(1);
+        self.bytes
+            .increment((payload_bytes + crate::protocol::HEADER_SIZE_BYTES) as u64);
+    }
+}
+
+/// `raftq_client_requests_total` and `raftq_client_request_duration_seconds`
+/// handles of one connection, each looked up the first time its labels occur.
+#[derive(Default)]
+pub struct RequestMeters {
+    counters: Mutex<HashMap<(&'static str, &'static str), metrics::Counter>>,
+    durations: Mutex<HashMap<&'static str, metrics::Histogram>>,
+}
+
+impl RequestMeters {
+    /// Records one answered request of `request_type` with its outcome class.
+    pub fn record(&self, request_type: &'static str, outcome: &'static str, seconds: f64) {
+        self.durations
+            .lock()
+            .expect("request meters lock")
+            .entry(request_type)
+            .or_insert_with(|| metrics::histogram!(CLIENT_REQUEST_SECONDS, "type" => request_type))
+            .record(seconds);
+        self.counters
+            .lock()
+            .expect("request meters lock")
+            .entry((request_type, outcome))
+            .or_insert_with(
+                || metrics::counter!(CLIENT_REQUESTS, "type" => request_type, "outcome" => outcome),
+            )
+            .increment(1);
+    }
 }
 
 /// Keeps `raftq_connections_open{kind}` up while it lives.

@@ -434,6 +434,11 @@ async fn closed_loop_producer(
 /// this many in flight.
 const OPEN_LOOP_INFLIGHT_MAX: usize = 10_000;
 
+/// Keeps the open-loop schedule on a thread of its own, sleeping with the
+/// operating system's timer. Tokio's timer counts whole milliseconds: a
+/// request due 0.1 ms into one would leave at the next boundary or later,
+/// and that wait, the load generator's and not the cluster's, would count
+/// in its latency, which is measured from when it was due.
 async fn open_loop_producer(
     client: Client,
     measurements: Arc<Measurements>,
@@ -441,35 +446,40 @@ async fn open_loop_producer(
     shape: Shape,
 ) {
     let interval = Duration::from_secs_f64(shape.batch_size as f64 / rate.max(1) as f64);
-    let slots = Arc::new(Semaphore::new(OPEN_LOOP_INFLIGHT_MAX));
-    let start = tokio::time::Instant::now();
-    let mut sequence: u64 = 0;
-    while !measurements.stopped() {
-        let due = start + interval.mul_f64(sequence as f64);
-        tokio::time::sleep_until(due).await;
-        let Ok(permit) = Arc::clone(&slots).acquire_owned().await else {
-            return;
-        };
-        let client = client.clone();
-        let measurements = Arc::clone(&measurements);
-        let jobs = batch(
-            &shape.queue,
-            shape.batch_size,
-            shape.payload_bytes,
-            sequence * shape.batch_size as u64,
-        );
-        let due = due.into_std();
-        tokio::spawn(async move {
-            match client.enqueue_batch(jobs).await {
-                // Latency from when the request was due, not from when it
-                // went out: corrected for coordinated omission.
-                Ok(results) => measurements.record_enqueue(results.len() as u64, due.elapsed()),
-                Err(error) => measurements.record_error(error, 1),
+    let runtime = tokio::runtime::Handle::current();
+    let schedule = tokio::task::spawn_blocking(move || {
+        let slots = Arc::new(Semaphore::new(OPEN_LOOP_INFLIGHT_MAX));
+        let start = Instant::now();
+        let mut sequence: u64 = 0;
+        while !measurements.stopped() {
+            let due = start + interval.mul_f64(sequence as f64);
+            if let Some(wait) = due.checked_duration_since(Instant::now()) {
+                std::thread::sleep(wait);
             }
-            drop(permit);
-        });
-        sequence += 1;
-    }
+            let Ok(permit) = runtime.block_on(Arc::clone(&slots).acquire_owned()) else {
+                return;
+            };
+            let client = client.clone();
+            let measurements = Arc::clone(&measurements);
+            let jobs = batch(
+                &shape.queue,
+                shape.batch_size,
+                shape.payload_bytes,
+                sequence * shape.batch_size as u64,
+            );
+            runtime.spawn(async move {
+                match client.enqueue_batch(jobs).await {
+                    // Latency from when the request was due, not from when it
+                    // went out: corrected for coordinated omission.
+                    Ok(results) => measurements.record_enqueue(results.len() as u64, due.elapsed()),
+                    Err(error) => measurements.record_error(error, 1),
+                }
+                drop(permit);
+            });
+            sequence += 1;
+        }
+    });
+    let _ = schedule.await;
 }
 
 async fn worker(client: Client, measurements: Arc<Measurements>, shape: Shape) {

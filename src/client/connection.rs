@@ -108,6 +108,8 @@ impl Connection {
                 if sink.feed(frame).await.is_err() {
                     break;
                 }
+                // Calls made together from many tasks go out in one write.
+                tokio::task::yield_now().await;
                 while let Ok(frame) = to_write.try_recv() {
                     if sink.feed(frame).await.is_err() {
                         writer_closed.cancel();

@@ -96,6 +96,8 @@ pub struct Driver<SM: StateMachine> {
     apply_events: mpsc::UnboundedReceiver<ApplyEvent>,
     /// Encoded commands collected this round, with their waiters.
     collected: Vec<(Bytes, Waiter<SM::Outcome>)>,
+    /// Framed size of the collected commands.
+    collected_bytes: usize,
     /// The index of the time-advance entry on its way, if any.
     time_advance_index: Option<u64>,
     awaiting_persist: VecDeque<AwaitingPersist>,
@@ -175,6 +177,7 @@ impl<SM: StateMachine> Driver<SM> {
             applier,
             apply_events,
             collected: Vec::new(),
+            collected_bytes: 0,
             time_advance_index: None,
             awaiting_persist: VecDeque::new(),
             written_term_vote: None,
@@ -262,7 +265,9 @@ impl<SM: StateMachine> Driver<SM> {
         while let Ok(event) = self.persist_events.try_recv() {
             self.on_persist_event(event)?;
         }
-        self.propose_collected();
+        if self.should_propose() {
+            self.propose_collected();
+        }
         self.start_reads();
         while self.raw.has_ready() {
             self.handle_ready()?;
@@ -316,6 +321,7 @@ impl<SM: StateMachine> Driver<SM> {
                 if self.role != Role::Leader {
                     let _ = reply.send(Err(self.not_leader()));
                 } else {
+                    self.collected_bytes += command.len() + COMMAND_FRAMING_BYTES;
                     self.collected.push((command, reply));
                 }
             }
@@ -388,12 +394,32 @@ impl<SM: StateMachine> Driver<SM> {
         self.last_stamp_ms
     }
 
+    /// Whether to propose the collected commands now or let more gather.
+    ///
+    /// While a sync of this node's log is in flight, a new entry could not
+    /// become durable here before that sync ends anyway, so the commands
+    /// arriving meanwhile wait and go out together, in one entry and one
+    /// append message per follower, when it ends (group commit on the
+    /// proposing side). A full entry's worth goes out at once.
+    fn should_propose(&self) -> bool {
+        if self.collected.is_empty() {
+            return false;
+        }
+        let sync_in_flight = self.awaiting_persist.iter().any(|awaiting| awaiting.synced);
+        !sync_in_flight || self.collected_bytes >= ENTRY_MAX_BYTES
+    }
+
+    fn take_collected(&mut self) -> Vec<(Bytes, Waiter<SM::Outcome>)> {
+        self.collected_bytes = 0;
+        std::mem::take(&mut self.collected)
+    }
+
     /// Packs the collected commands into as few entries as their size allows.
     fn propose_collected(&mut self) {
         if self.collected.is_empty() {
             return;
         }
-        let collected = std::mem::take(&mut self.collected);
+        let collected = self.take_collected();
         let now_ms = self.stamp();
         let mut builder = BatchBuilder::new(now_ms, 0);
         let mut waiters = Vec::new();
@@ -703,7 +729,8 @@ impl<SM: StateMachine> Driver<SM> {
         self.time_advance_index = None;
         let answer = self.not_leader();
         self.fail_reads(&answer);
-        let collected: Vec<_> = std::mem::take(&mut self.collected)
+        let collected: Vec<_> = self
+            .take_collected()
             .into_iter()
             .map(|(_, waiter)| waiter)
             .collect();
@@ -974,7 +1001,7 @@ impl<SM: StateMachine> Driver<SM> {
         // next leader: their outcome is unknown, not "shutting down" or
         // "failed", which tell a client the command was never applied.
         self.applier.stop(&NodeError::OutcomeUnknown);
-        for (_, waiter) in std::mem::take(&mut self.collected) {
+        for (_, waiter) in self.take_collected() {
             let _ = waiter.send(Err(answer.clone()));
         }
         self.fail_reads(&answer);

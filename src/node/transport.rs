@@ -24,7 +24,7 @@ use tracing::{debug, info, warn};
 use super::entropy::Entropy;
 use super::net::{BoxStream, Listener, Network};
 use crate::config::{PEER_CONNECTIONS_MAX, PEER_FRAME_MAX_BYTES, PEER_SEND_QUEUE_MESSAGES};
-use crate::metrics::{self as names, ConnectionGauge};
+use crate::metrics::{self as names, ConnectionGauge, FrameMeter};
 use crate::protocol::handshake::{self, AcceptPolicy, ErrorCode, Hello, Role};
 use crate::protocol::{Frame, FrameCodec, FrameError, FrameKind, PROTOCOL_VERSION};
 
@@ -337,6 +337,7 @@ async fn run_outbound<M: PeerMessage>(
             }
         };
         let mut batch: Vec<M> = Vec::new();
+        let frames_out = FrameMeter::new("out", FrameKind::Peer);
         loop {
             let first = tokio::select! {
                 biased; // A fixed polling order keeps simulated runs deterministic.
@@ -381,7 +382,7 @@ async fn run_outbound<M: PeerMessage>(
                 }
             };
             batch.clear();
-            names::count_frame("out", FrameKind::Peer, frame.payload.len());
+            frames_out.count(frame.payload.len());
             if let Err(error) = framed.send(frame).await {
                 warn!(peer, %error, "lost connection to peer");
                 report_unreachable(&shared, peer, &mut queue);
@@ -454,6 +455,7 @@ async fn read_peer_frames<M: PeerMessage>(
     incarnation: u64,
 ) {
     let own_id = shared.config.node_id;
+    let peer_frames_in = FrameMeter::new("in", FrameKind::Peer);
     loop {
         let frame = tokio::select! {
             biased; // A fixed polling order keeps simulated runs deterministic.
@@ -474,7 +476,10 @@ async fn read_peer_frames<M: PeerMessage>(
                 return;
             }
         };
-        names::count_frame("in", frame.kind, frame.payload.len());
+        match frame.kind {
+            FrameKind::Peer => peer_frames_in.count(frame.payload.len()),
+            other => names::count_frame("in", other, frame.payload.len()),
+        }
         if let Some(inbound) = shared
             .inbound_peers
             .lock()

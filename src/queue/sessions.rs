@@ -25,6 +25,24 @@ pub(super) struct Session {
     pub(super) last_active_ms: u64,
     pub(super) lowest_unanswered_seq: u64,
     pub(super) results: BTreeMap<u64, BatchResults>,
+    /// Job results in `results`, kept so that no request has to count them.
+    stored_results: usize,
+}
+
+impl Session {
+    pub(super) fn new(
+        last_active_ms: u64,
+        lowest_unanswered_seq: u64,
+        results: BTreeMap<u64, BatchResults>,
+    ) -> Session {
+        let stored_results = results.values().map(Vec::len).sum();
+        Session {
+            last_active_ms,
+            lowest_unanswered_seq,
+            results,
+            stored_results,
+        }
+    }
 }
 
 /// What the session table says about a request before it runs.
@@ -76,14 +94,20 @@ impl SessionTable {
         if let Some(results) = session.results.get(&stamp.seq) {
             return Ok(SessionVerdict::Replay(results));
         }
-        let lowest_kept_seq = session
-            .lowest_unanswered_seq
-            .max(stamp.lowest_unanswered_seq);
-        let kept_results: usize = session
-            .results
-            .range(lowest_kept_seq..)
-            .map(|(_, results)| results.len())
-            .sum();
+        // Results below the request's lowest unanswered number are about to
+        // be forgotten (by `record`), so counting them costs each result
+        // once; the rest of the session is counted already.
+        let answered_results: usize = if stamp.lowest_unanswered_seq > session.lowest_unanswered_seq
+        {
+            session
+                .results
+                .range(..stamp.lowest_unanswered_seq)
+                .map(|(_, results)| results.len())
+                .sum()
+        } else {
+            0
+        };
+        let kept_results = session.stored_results - answered_results;
         if kept_results + batch_jobs > SESSION_STORED_RESULTS_MAX {
             return Err(QueueError::TooManyUnansweredRequests {
                 session_id: stamp.session_id,
@@ -113,18 +137,18 @@ impl SessionTable {
             self.evict_down_to(limits.sessions_max as usize - 1);
             self.sessions.insert(
                 stamp.session_id,
-                Session {
-                    last_active_ms: now_ms,
-                    lowest_unanswered_seq: stamp.lowest_unanswered_seq,
-                    results: BTreeMap::new(),
-                },
+                Session::new(now_ms, stamp.lowest_unanswered_seq, BTreeMap::new()),
             );
             self.by_activity.insert((now_ms, stamp.session_id));
         }
         self.activate(stamp, now_ms);
         self.stored_results += results.len();
         if let Some(session) = self.sessions.get_mut(&stamp.session_id) {
-            session.results.insert(stamp.seq, results);
+            session.stored_results += results.len();
+            if let Some(replaced) = session.results.insert(stamp.seq, results) {
+                session.stored_results -= replaced.len();
+                self.stored_results -= replaced.len();
+            }
         }
         while self.stored_results > limits.session_results_max as usize {
             let victim = self
@@ -141,7 +165,7 @@ impl SessionTable {
         if let Some(session) = self.sessions.remove(&session_id) {
             self.by_activity
                 .remove(&(session.last_active_ms, session_id));
-            self.stored_results -= session.results.values().map(Vec::len).sum::<usize>();
+            self.stored_results -= session.stored_results;
         }
     }
 
@@ -157,7 +181,9 @@ impl SessionTable {
             session.lowest_unanswered_seq = stamp.lowest_unanswered_seq;
             let kept = session.results.split_off(&stamp.lowest_unanswered_seq);
             let answered = std::mem::replace(&mut session.results, kept);
-            self.stored_results -= answered.values().map(Vec::len).sum::<usize>();
+            let forgotten: usize = answered.values().map(Vec::len).sum();
+            session.stored_results -= forgotten;
+            self.stored_results -= forgotten;
         }
     }
 
@@ -212,7 +238,7 @@ impl SessionTable {
                 .results
                 .first_key_value()
                 .is_none_or(|(&seq, _)| seq >= session.lowest_unanswered_seq);
-            let stored: usize = session.results.values().map(Vec::len).sum();
+            let stored = session.stored_results;
             if !in_order
                 || !results_kept
                 || session.lowest_unanswered_seq == 0
@@ -227,5 +253,69 @@ impl SessionTable {
             table.sessions.insert(session_id, session);
         }
         Some(table)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::queue::JobId;
+
+    fn results(jobs: usize) -> BatchResults {
+        (0..jobs)
+            .map(|job| {
+                Ok(Enqueued {
+                    id: JobId(job as u64 + 1),
+                    duplicate: false,
+                })
+            })
+            .collect()
+    }
+
+    fn counted(table: &SessionTable) -> usize {
+        table
+            .iter()
+            .map(|(_, session)| session.results.values().map(Vec::len).sum::<usize>())
+            .sum()
+    }
+
+    #[test]
+    fn kept_result_counts_follow_requests_answered_out_of_order() {
+        let limits = Limits::default();
+        let mut table = SessionTable::default();
+        let stamp = |seq: u64, lowest_unanswered_seq: u64| SessionStamp {
+            session_id: 7,
+            seq,
+            lowest_unanswered_seq,
+        };
+        // Requests 1..=6 of 1..=6 jobs each; the client hears back from them
+        // out of order, so its lowest unanswered number moves in jumps.
+        let lowest = [1, 1, 1, 3, 3, 3];
+        for seq in 1..=6u64 {
+            let request = stamp(seq, lowest[seq as usize - 1]);
+            assert_eq!(
+                table.verdict(&request, seq as usize),
+                Ok(SessionVerdict::Fresh)
+            );
+            table.record(&request, seq, results(seq as usize), &limits);
+            let session = &table.sessions[&7];
+            assert_eq!(session.stored_results, counted(&table));
+            assert_eq!(table.stored_results, counted(&table));
+        }
+        // Requests 1 and 2 were answered: 3 + 4 + 5 + 6 jobs are kept.
+        // Request 7 says 5 is the lowest unanswered, so 3 and 4 are forgotten.
+        let session = &table.sessions[&7];
+        assert_eq!(session.stored_results, 3 + 4 + 5 + 6);
+        let room = SESSION_STORED_RESULTS_MAX - (5 + 6);
+        assert_eq!(table.verdict(&stamp(7, 5), room), Ok(SessionVerdict::Fresh));
+        assert_eq!(
+            table.verdict(&stamp(7, 5), room + 1),
+            Err(QueueError::TooManyUnansweredRequests { session_id: 7 })
+        );
+        table.touch(&stamp(7, 5), 7);
+        assert_eq!(table.sessions[&7].stored_results, 5 + 6);
+        assert_eq!(table.stored_results, counted(&table));
+        table.expire(1_000_000, 1);
+        assert_eq!(table.stored_results, 0);
     }
 }

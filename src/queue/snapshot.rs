@@ -406,11 +406,11 @@ impl JobQueue {
             }
             sessions.push((
                 session.session_id,
-                Session {
-                    last_active_ms: session.last_active_ms,
-                    lowest_unanswered_seq: session.lowest_unanswered_seq,
-                    results: session.results,
-                },
+                Session::new(
+                    session.last_active_ms,
+                    session.lowest_unanswered_seq,
+                    session.results,
+                ),
             ));
         }
         state.sessions =
