@@ -329,11 +329,15 @@ fn no_acknowledged_job_is_lost_and_no_job_is_leased_twice_under_faults() {
 /// and an applied ack for a refused one (the others: a job seemed lost).
 /// Seed 2684 also holds a claim response in a cut link until long after its
 /// lease ran out and another worker's ack was accepted: a late delivery of
-/// an old lease, not a delivery after the ack.
-const REGRESSION_SEEDS: [u64; 8] = [1134, 1194, 1252, 1270, 1375, 1793, 2186, 2684];
+/// an old lease, not a delivery after the ack. Seed 7785 zeroes the slot of
+/// a node's hard-state file that held its vote after the vote was durable;
+/// the other slot held the previous term, so the node voted a second time
+/// in the same term and two leaders were elected in it (both slots now hold
+/// the latest value).
+const REGRESSION_SEEDS: [u64; 9] = [1134, 1194, 1252, 1270, 1375, 1793, 2186, 2684, 7785];
 
 #[test]
-fn proposals_in_the_log_of_a_stopping_node_have_an_unknown_outcome() {
+fn seeds_that_once_failed_pass() {
     for seed in REGRESSION_SEEDS {
         if let Err(error) = run_checked(seed) {
             panic!(

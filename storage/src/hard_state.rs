@@ -1,10 +1,15 @@
 //! The hard-state file: a small opaque blob kept durably in two slots.
 //!
-//! Each write goes to the slot that does not hold the latest durable value,
-//! with a sequence number one above it, and syncs only that slot. A crash
-//! mid-write can damage only the slot being written, so the other still
-//! holds the previous value. Slots are a page apart so one torn page never
-//! touches both.
+//! Each write stores the new value in both slots, one after the other, each
+//! with the next sequence number and synced before the other is touched. A
+//! crash mid-write can damage only the slot being written: if it is the
+//! first, the other still holds the previous value (which was never
+//! superseded, since the write had not completed); if it is the second, the
+//! first already holds the new one. Once a write completes, both slots hold
+//! the same value, so damage to either one later (a bad sector, a flipped
+//! bit) still leaves the latest value in the other rather than an older
+//! one — for a Raft vote, an older value would allow a second vote in the
+//! same term. Slots are a page apart so one torn page never touches both.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -84,7 +89,7 @@ impl HardStateFile {
     /// the last durable value.
     ///
     /// Decision table: both slots valid → the higher sequence wins; one
-    /// valid → it wins (the other was torn mid-write, or is empty); one
+    /// valid → it wins (the other was torn mid-write, damaged, or is empty); one
     /// damaged and one empty → the very first write was torn, no value; both
     /// damaged → corruption, because at least one was durable.
     pub fn open(vfs: &dyn Vfs, dir: &Path, existing: bool) -> Result<Self> {
@@ -202,21 +207,30 @@ impl HardStateFile {
     /// Records that `write` is durable.
     pub fn mark_durable(&mut self, write: &HardStateWrite) {
         self.durable_version = self.durable_version.max(write.version);
-        self.durable_sequence = self.durable_sequence.max(write.sequence);
+        self.durable_sequence = self.durable_sequence.max(write.last_sequence());
     }
 }
 
 impl HardStateWrite {
-    /// Writes the slot and syncs it.
+    /// Writes the value to both slots, syncing each before the next.
     pub fn perform(&self, region: &dyn Region) -> std::io::Result<()> {
-        let slot_offset = (self.sequence % 2) as usize * HARD_STATE_SLOT_BYTES;
-        let mut slot = [0u8; HARD_STATE_SLOT_BYTES];
-        slot[0..8].copy_from_slice(&self.sequence.to_le_bytes());
-        slot[8..12].copy_from_slice(&(self.value.len() as u32).to_le_bytes());
-        slot[SLOT_HEADER_BYTES..SLOT_HEADER_BYTES + self.value.len()].copy_from_slice(&self.value);
-        let crc = slot_crc(&slot, self.value.len());
-        slot[12..16].copy_from_slice(&crc.to_le_bytes());
-        region.write(slot_offset, &slot);
-        region.sync_range(slot_offset, HARD_STATE_SLOT_BYTES)
+        for sequence in [self.sequence, self.last_sequence()] {
+            let slot_offset = (sequence % 2) as usize * HARD_STATE_SLOT_BYTES;
+            let mut slot = [0u8; HARD_STATE_SLOT_BYTES];
+            slot[0..8].copy_from_slice(&sequence.to_le_bytes());
+            slot[8..12].copy_from_slice(&(self.value.len() as u32).to_le_bytes());
+            slot[SLOT_HEADER_BYTES..SLOT_HEADER_BYTES + self.value.len()]
+                .copy_from_slice(&self.value);
+            let crc = slot_crc(&slot, self.value.len());
+            slot[12..16].copy_from_slice(&crc.to_le_bytes());
+            region.write(slot_offset, &slot);
+            region.sync_range(slot_offset, HARD_STATE_SLOT_BYTES)?;
+        }
+        Ok(())
+    }
+
+    /// The sequence number of the second slot written.
+    fn last_sequence(&self) -> u64 {
+        self.sequence + 1
     }
 }

@@ -207,7 +207,7 @@ pub use format::{
     FORMAT_VERSION, RECORD_ALIGNMENT_BYTES, RECORD_HEADER_BYTES, RECORD_PAYLOAD_LIMIT_BYTES,
     SEAL_RECORD_BYTES, SEGMENT_HEADER_BYTES,
 };
-pub use hard_state::{HARD_STATE_FILE_NAME, HARD_STATE_MAX_BYTES};
+pub use hard_state::{HARD_STATE_FILE_NAME, HARD_STATE_MAX_BYTES, HARD_STATE_SLOT_BYTES};
 pub use intent::INTENT_FILE_NAME;
 pub use recovery::{CompletedIntent, RecoveryReport, TailCut};
 pub use segment::segment_file_name;

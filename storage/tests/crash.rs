@@ -436,6 +436,47 @@ fn a_torn_hard_state_write_keeps_the_previous_value() {
 }
 
 #[test]
+fn damage_to_either_hard_state_slot_after_a_sync_keeps_the_latest_value() {
+    // A vote must never roll back: after "term 5 vote 2" is durable, losing
+    // or damaging one slot must not bring back "term 4 vote 1".
+    let slot_bytes = raftq_storage::HARD_STATE_SLOT_BYTES;
+    for slot in 0..2 {
+        for zeroed in [false, true] {
+            let disk = FakeDisk::new(15);
+            let wal = open(&disk).unwrap();
+            wal.set_hard_state(b"term 4 vote 1").unwrap();
+            wal.sync().unwrap();
+            wal.set_hard_state(b"term 5 vote 2").unwrap();
+            wal.sync().unwrap();
+            drop(wal);
+            if zeroed {
+                disk.overwrite(
+                    raftq_storage::HARD_STATE_FILE_NAME,
+                    slot * slot_bytes,
+                    &vec![0; slot_bytes],
+                );
+            } else {
+                disk.flip_bit(
+                    raftq_storage::HARD_STATE_FILE_NAME,
+                    slot * slot_bytes + 20,
+                    3,
+                );
+            }
+            assert_eq!(
+                open(&disk).unwrap().hard_state(),
+                b"term 5 vote 2",
+                "slot {slot} {}",
+                if zeroed {
+                    "zeroed"
+                } else {
+                    "with a flipped bit"
+                }
+            );
+        }
+    }
+}
+
+#[test]
 fn a_log_created_but_never_synced_recovers_empty() {
     let disk = FakeDisk::new(14);
     let wal = open(&disk).unwrap();
