@@ -98,10 +98,6 @@ pub struct Driver<SM: StateMachine> {
     collected: Vec<(Bytes, Waiter<SM::Outcome>)>,
     /// Framed size of the collected commands.
     collected_bytes: usize,
-    /// Index of the last batch of commands proposed.
-    last_proposed_index: u64,
-    /// Index of the last entry known committed.
-    committed_index: u64,
     /// The index of the time-advance entry on its way, if any.
     time_advance_index: Option<u64>,
     awaiting_persist: VecDeque<AwaitingPersist>,
@@ -182,8 +178,6 @@ impl<SM: StateMachine> Driver<SM> {
             apply_events,
             collected: Vec::new(),
             collected_bytes: 0,
-            last_proposed_index: 0,
-            committed_index: 0,
             time_advance_index: None,
             awaiting_persist: VecDeque::new(),
             written_term_vote: None,
@@ -402,20 +396,18 @@ impl<SM: StateMachine> Driver<SM> {
 
     /// Whether to propose the collected commands now or let more gather.
     ///
-    /// While a sync of this node's log is in flight and the last proposal
-    /// is not committed yet, the commands arriving meanwhile wait and go out
-    /// together, in one entry and one append message per follower, when
-    /// either happens (group commit on the proposing side): a new entry
-    /// could not become durable here before that sync ends anyway, and a
-    /// leader whose disk is slower than its followers' still proposes at
-    /// the pace the followers commit. A full entry's worth goes out at once.
+    /// While a sync of this node's log is in flight, the commands arriving
+    /// meanwhile wait and go out together, in one entry and one append
+    /// message per follower, when it ends (group commit on the proposing
+    /// side). Their answers could not come sooner: a command is applied, and
+    /// answered, only once it is durable here too, and the next sync cannot
+    /// start before this one ends. A full entry's worth goes out at once.
     fn should_propose(&self) -> bool {
         if self.collected.is_empty() {
             return false;
         }
         let sync_in_flight = self.awaiting_persist.iter().any(|awaiting| awaiting.synced);
-        let proposal_in_flight = self.last_proposed_index > self.committed_index;
-        !(sync_in_flight && proposal_in_flight) || self.collected_bytes >= ENTRY_MAX_BYTES
+        !sync_in_flight || self.collected_bytes >= ENTRY_MAX_BYTES
     }
 
     fn take_collected(&mut self) -> Vec<(Bytes, Waiter<SM::Outcome>)> {
@@ -457,7 +449,6 @@ impl<SM: StateMachine> Driver<SM> {
         match self.raw.propose(builder.finish()) {
             Ok((index, term)) => {
                 metrics::counter!(names::RAFT_PROPOSALS).increment(1);
-                self.last_proposed_index = index;
                 self.applier.send(ApplyTask::Proposed {
                     index,
                     term,
@@ -581,8 +572,7 @@ impl<SM: StateMachine> Driver<SM> {
             }
             (None, None) => unreachable!("a driver syncs either on a persister or inline"),
         }
-        if let Some(last) = ready.committed_entries.last() {
-            self.committed_index = last.index;
+        if !ready.committed_entries.is_empty() {
             self.applier.send(ApplyTask::Apply(ready.committed_entries));
         }
         for read in ready.read_states {
