@@ -251,31 +251,44 @@ pub fn count_frame(
     kind: crate::protocol::FrameKind,
     payload_bytes: usize,
 ) {
-    FrameMeter::new(direction, kind).count(payload_bytes);
+    FrameMeter::new(direction, kind).add(payload_bytes);
 }
 
-/// The frame counters of one direction and kind, looked up once.
-///
-/// A connection keeps one per direction for the kind it carries most, so
-/// counting a frame is two atomic adds instead of two registry lookups.
+/// The frame counters of one direction, with the handles of the kind a
+/// connection carries most looked up once: counting such a frame is two
+/// atomic adds instead of two registry lookups. Other kinds (error frames)
+/// are looked up as they come.
 #[derive(Clone)]
 pub struct FrameMeter {
+    direction: &'static str,
+    kind: crate::protocol::FrameKind,
     frames: metrics::Counter,
     bytes: metrics::Counter,
 }
 
 impl FrameMeter {
-    /// The counters of frames of `kind` sent (`"out"`) or received (`"in"`).
+    /// The counters of frames sent (`"out"`) or received (`"in"`), with
+    /// those of `kind` at hand.
     pub fn new(direction: &'static str, kind: crate::protocol::FrameKind) -> FrameMeter {
-        let kind = kind.name();
+        let name = kind.name();
         FrameMeter {
-            frames: metrics::counter!(FRAMES, "direction" => direction, "kind" => kind),
-            bytes: metrics::counter!(FRAME_BYTES, "direction" => direction, "kind" => kind),
+            direction,
+            kind,
+            frames: metrics::counter!(FRAMES, "direction" => direction, "kind" => name),
+            bytes: metrics::counter!(FRAME_BYTES, "direction" => direction, "kind" => name),
         }
     }
 
-    /// Counts one frame with `payload_bytes` of payload.
-    pub fn count(&self, payload_bytes: usize) {
+    /// Counts one frame of `kind` with `payload_bytes` of payload.
+    pub fn count(&self, kind: crate::protocol::FrameKind, payload_bytes: usize) {
+        if kind == self.kind {
+            self.add(payload_bytes);
+        } else {
+            count_frame(self.direction, kind, payload_bytes);
+        }
+    }
+
+    fn add(&self, payload_bytes: usize) {
         self.frames.increment(1);
         self.bytes
             .increment((payload_bytes + crate::protocol::HEADER_SIZE_BYTES) as u64);
@@ -286,22 +299,26 @@ impl FrameMeter {
 /// handles of one connection, each looked up the first time its labels occur.
 #[derive(Default)]
 pub struct RequestMeters {
-    counters: Mutex<HashMap<(&'static str, &'static str), metrics::Counter>>,
-    durations: Mutex<HashMap<&'static str, metrics::Histogram>>,
+    handles: Mutex<RequestHandles>,
+}
+
+#[derive(Default)]
+struct RequestHandles {
+    counters: HashMap<(&'static str, &'static str), metrics::Counter>,
+    durations: HashMap<&'static str, metrics::Histogram>,
 }
 
 impl RequestMeters {
     /// Records one answered request of `request_type` with its outcome class.
     pub fn record(&self, request_type: &'static str, outcome: &'static str, seconds: f64) {
-        self.durations
-            .lock()
-            .expect("request meters lock")
+        let mut handles = self.handles.lock().expect("request meters lock");
+        handles
+            .durations
             .entry(request_type)
             .or_insert_with(|| metrics::histogram!(CLIENT_REQUEST_SECONDS, "type" => request_type))
             .record(seconds);
-        self.counters
-            .lock()
-            .expect("request meters lock")
+        handles
+            .counters
             .entry((request_type, outcome))
             .or_insert_with(
                 || metrics::counter!(CLIENT_REQUESTS, "type" => request_type, "outcome" => outcome),

@@ -225,14 +225,10 @@ impl Connection {
         let (responses, mut outgoing) = mpsc::channel::<Frame>(CLIENT_INFLIGHT_REQUESTS_MAX);
         let requests_in = FrameMeter::new("in", FrameKind::Request);
         let responses_out = FrameMeter::new("out", FrameKind::Response);
-        let count_out = move |frame: &Frame| match frame.kind {
-            FrameKind::Response => responses_out.count(frame.payload.len()),
-            other => names::count_frame("out", other, frame.payload.len()),
-        };
         let request_meters = Arc::new(RequestMeters::default());
         let writer = tokio::spawn(async move {
             while let Some(frame) = outgoing.recv().await {
-                count_out(&frame);
+                responses_out.count(frame.kind, frame.payload.len());
                 if sink.feed(frame).await.is_err() {
                     return;
                 }
@@ -242,7 +238,7 @@ impl Connection {
                 tokio::task::yield_now().await;
                 // Write whatever else is ready in the same flush.
                 while let Ok(frame) = outgoing.try_recv() {
-                    count_out(&frame);
+                    responses_out.count(frame.kind, frame.payload.len());
                     if sink.feed(frame).await.is_err() {
                         return;
                     }
@@ -288,10 +284,7 @@ impl Connection {
                     break;
                 }
             };
-            match frame.kind {
-                FrameKind::Request => requests_in.count(frame.payload.len()),
-                other => names::count_frame("in", other, frame.payload.len()),
-            }
+            requests_in.count(frame.kind, frame.payload.len());
             let request: Request = match (frame.kind, frame.decode::<Request>()) {
                 (FrameKind::Request, Ok(request)) => request,
                 (FrameKind::Request, Err(error)) => {

@@ -403,9 +403,6 @@ impl<SM: StateMachine> Driver<SM> {
     /// answered, only once it is durable here too, and the next sync cannot
     /// start before this one ends. A full entry's worth goes out at once.
     fn should_propose(&self) -> bool {
-        if self.collected.is_empty() {
-            return false;
-        }
         let sync_in_flight = self.awaiting_persist.iter().any(|awaiting| awaiting.synced);
         !sync_in_flight || self.collected_bytes >= ENTRY_MAX_BYTES
     }

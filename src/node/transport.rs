@@ -382,7 +382,7 @@ async fn run_outbound<M: PeerMessage>(
                 }
             };
             batch.clear();
-            frames_out.count(frame.payload.len());
+            frames_out.count(frame.kind, frame.payload.len());
             if let Err(error) = framed.send(frame).await {
                 warn!(peer, %error, "lost connection to peer");
                 report_unreachable(&shared, peer, &mut queue);
@@ -476,10 +476,7 @@ async fn read_peer_frames<M: PeerMessage>(
                 return;
             }
         };
-        match frame.kind {
-            FrameKind::Peer => peer_frames_in.count(frame.payload.len()),
-            other => names::count_frame("in", other, frame.payload.len()),
-        }
+        peer_frames_in.count(frame.kind, frame.payload.len());
         if let Some(inbound) = shared
             .inbound_peers
             .lock()

@@ -142,13 +142,14 @@ impl SessionTable {
             self.by_activity.insert((now_ms, stamp.session_id));
         }
         self.activate(stamp, now_ms);
-        self.stored_results += results.len();
         if let Some(session) = self.sessions.get_mut(&stamp.session_id) {
-            session.stored_results += results.len();
-            if let Some(replaced) = session.results.insert(stamp.seq, results) {
-                session.stored_results -= replaced.len();
-                self.stored_results -= replaced.len();
-            }
+            let added = results.len();
+            let replaced = session
+                .results
+                .insert(stamp.seq, results)
+                .map_or(0, |replaced| replaced.len());
+            session.stored_results = session.stored_results + added - replaced;
+            self.stored_results = self.stored_results + added - replaced;
         }
         while self.stored_results > limits.session_results_max as usize {
             let victim = self
