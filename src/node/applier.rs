@@ -304,6 +304,8 @@ impl<SM: StateMachine> ApplierHandle<SM> {
         std::thread::Builder::new()
             .name("raftq-snapshot".to_string())
             .spawn(move || {
+                // Encoding can take a core for a while; requests come first.
+                super::background::lower_thread_priority();
                 while let Ok((index, frozen)) = frozen_states.recv() {
                     let state = encode::<SM>(index, frozen);
                     if events.send(ApplyEvent::Snapshot { index, state }).is_err() {

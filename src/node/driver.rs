@@ -24,6 +24,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{error, info, warn};
 
 use super::applier::{Applier, ApplierHandle, ApplyEvent, ApplyTask, Proposed, Waiter, fail_all};
+use super::background::Background;
 use super::clock::Clock;
 use super::entry_batch::{BATCH_HEADER_BYTES, BatchBuilder, COMMAND_FRAMING_BYTES};
 use super::error::NodeError;
@@ -120,8 +121,26 @@ pub struct Driver<SM: StateMachine> {
     applied: u64,
     last_stamp_ms: u64,
     snapshot_index: u64,
+    /// Applied entries past `snapshot_index` at which the next snapshot is
+    /// due; see [`first_snapshot_after`].
+    snapshot_due_after: u64,
     snapshot_in_progress: bool,
+    /// Writes snapshot files and compacts the log at low priority; `None`
+    /// when everything runs on the driver's task.
+    background: Option<Background>,
     scratch: BytesMut,
+}
+
+/// Every node applies the same entries at about the same time, so with one
+/// interval they would all freeze, encode and write a snapshot at once and
+/// compete for the machine (on a small one, the whole cluster stalls). A
+/// node's first snapshot after it starts, or after it installs one from the
+/// leader, comes after 0.6 to 1.4 intervals, a fifth of an interval apart
+/// per id (mod 5), 1.0 on average; afterwards each node counts whole
+/// intervals from its own last snapshot, so they stay apart.
+fn first_snapshot_after(id: u64, interval_entries: u64) -> u64 {
+    let fifth = interval_entries / 5;
+    (interval_entries - 2 * fifth + (id % 5) * fifth).max(1)
 }
 
 /// Snapshot work that runs off the driver's task.
@@ -153,6 +172,8 @@ impl<SM: StateMachine> Driver<SM> {
             (Some(Persister::start(meter, persist_sender.clone())), None)
         };
         let status = raw.status();
+        let snapshot_due_after = first_snapshot_after(raw.id(), config.snapshot_interval_entries);
+        let background = (!config.inline_sync).then(|| Background::start("raftq-background"));
         let snapshot_index = storage.snapshot_index();
         let last_stamp_ms = shared.state_machine().last_now_ms();
         let (apply_sender, apply_events) = mpsc::unbounded_channel();
@@ -192,7 +213,9 @@ impl<SM: StateMachine> Driver<SM> {
             applied: status.applied,
             last_stamp_ms,
             snapshot_index,
+            snapshot_due_after,
             snapshot_in_progress: false,
+            background,
             scratch: BytesMut::new(),
         }
     }
@@ -753,6 +776,8 @@ impl<SM: StateMachine> Driver<SM> {
             state: envelope.state,
         });
         self.snapshot_index = snapshot.meta.index;
+        self.snapshot_due_after =
+            first_snapshot_after(self.raw.id(), self.config.snapshot_interval_entries);
         metrics::counter!(names::RAFT_SNAPSHOTS_INSTALLED).increment(1);
         info!(
             index = snapshot.meta.index,
@@ -834,11 +859,11 @@ impl<SM: StateMachine> Driver<SM> {
 
     /// Asks the applier for a snapshot when enough entries were applied
     /// since the last one. The applier freezes the state and has it encoded
-    /// on another thread; the file is written and the log compacted on a
-    /// blocking thread.
+    /// on another thread; the file is written and the log compacted on the
+    /// low-priority background thread. Nodes take turns; see
+    /// [`first_snapshot_after`].
     fn maybe_snapshot(&mut self) {
-        if self.snapshot_in_progress
-            || self.applied < self.snapshot_index + self.config.snapshot_interval_entries
+        if self.snapshot_in_progress || self.applied < self.snapshot_index + self.snapshot_due_after
         {
             return;
         }
@@ -884,10 +909,9 @@ impl<SM: StateMachine> Driver<SM> {
             };
             let _ = sender.send(event);
         };
-        if self.config.inline_sync {
-            write();
-        } else {
-            tokio::task::spawn_blocking(write);
+        match &self.background {
+            Some(background) => background.run(write),
+            None => write(),
         }
     }
 
@@ -898,6 +922,7 @@ impl<SM: StateMachine> Driver<SM> {
                 let index = snapshot.meta.index;
                 self.storage.set_latest_snapshot(snapshot);
                 self.snapshot_index = index;
+                self.snapshot_due_after = self.config.snapshot_interval_entries;
                 self.raw.compact(index);
                 let storage = Arc::clone(&self.storage);
                 let persist_sender = self.persist_sender.clone();
@@ -908,10 +933,9 @@ impl<SM: StateMachine> Driver<SM> {
                         )));
                     }
                 };
-                if self.config.inline_sync {
-                    compact();
-                } else {
-                    tokio::task::spawn_blocking(compact);
+                match &self.background {
+                    Some(background) => background.run(compact),
+                    None => compact(),
                 }
                 metrics::counter!(names::RAFT_SNAPSHOTS_TAKEN).increment(1);
                 info!(index, "snapshot taken and the log compacted behind it");
@@ -1034,4 +1058,27 @@ pub(crate) fn added_member_addresses(entries: &[Entry]) -> Vec<(u64, String)> {
             Some((change.node, address.to_string()))
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::first_snapshot_after;
+
+    #[test]
+    fn up_to_five_nodes_take_their_first_snapshots_apart_and_on_time_on_average() {
+        let interval = 20_000;
+        let firsts: Vec<u64> = (1..=5)
+            .map(|id| first_snapshot_after(id, interval))
+            .collect();
+        assert_eq!(firsts, vec![16_000, 20_000, 24_000, 28_000, 12_000]);
+        assert_eq!(firsts.iter().sum::<u64>() / 5, interval);
+        // Ids five apart share a slot.
+        assert_eq!(
+            first_snapshot_after(6, interval),
+            first_snapshot_after(1, interval)
+        );
+        // Tiny intervals still wait for at least one entry.
+        assert_eq!(first_snapshot_after(1, 1), 1);
+        assert_eq!(first_snapshot_after(5, 4), 4);
+    }
 }

@@ -7,8 +7,11 @@
 //! - `transport.rs`: peer connections; `net.rs`, `clock.rs` and `entropy.rs`:
 //!   the seams a simulator replaces.
 //! - `entry_batch.rs`: how client commands are packed into log entries.
+//! - `applier.rs` and `background.rs`: applying and snapshotting off the
+//!   driver's task.
 
 mod applier;
+mod background;
 pub mod clock;
 mod driver;
 pub mod entropy;

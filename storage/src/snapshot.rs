@@ -20,6 +20,9 @@ pub const SNAPSHOT_META_MAX_BYTES: usize = 1 << 20;
 const SNAPSHOT_PREFIX: &str = "snapshot-";
 const SNAPSHOT_SUFFIX: &str = ".snap";
 const TEMPORARY_SUFFIX: &str = ".tmp";
+/// Snapshot data goes to the device in pieces of this size, each written
+/// back before the next (see [`WritableFile::write_back`]).
+const WRITE_BACK_BYTES: usize = 1 << 20;
 
 /// A loaded snapshot.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -232,14 +235,20 @@ pub struct SnapshotWriter {
 }
 
 impl SnapshotWriter {
-    /// Appends a chunk of data.
+    /// Appends a chunk of data. Large chunks go to the device a piece at a
+    /// time, so the final sync is short and the log's syncs on the same
+    /// disk never queue behind the whole snapshot.
     pub fn write(&mut self, chunk: &[u8]) -> Result<()> {
-        let offset = (SNAPSHOT_HEADER_BYTES + self.meta_length) as u64 + self.data_length;
-        let file = self.file.as_mut().expect("writer not finished");
-        file.write_at(offset, chunk)
-            .map_err(|error| Error::io("write snapshot", &self.temporary_path, error))?;
-        self.body_hasher.update(chunk);
-        self.data_length += chunk.len() as u64;
+        for piece in chunk.chunks(WRITE_BACK_BYTES) {
+            let offset = (SNAPSHOT_HEADER_BYTES + self.meta_length) as u64 + self.data_length;
+            let file = self.file.as_mut().expect("writer not finished");
+            file.write_at(offset, piece)
+                .map_err(|error| Error::io("write snapshot", &self.temporary_path, error))?;
+            file.write_back(offset, piece.len() as u64)
+                .map_err(|error| Error::io("write snapshot", &self.temporary_path, error))?;
+            self.body_hasher.update(piece);
+            self.data_length += piece.len() as u64;
+        }
         Ok(())
     }
 

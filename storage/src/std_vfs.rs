@@ -348,6 +348,29 @@ impl WritableFile for StdFile {
         self.file.write_all_at(bytes, offset)
     }
 
+    #[cfg(target_os = "linux")]
+    fn write_back(&mut self, offset: u64, len: u64) -> io::Result<()> {
+        use std::os::fd::AsRawFd;
+        let flags = libc::SYNC_FILE_RANGE_WAIT_BEFORE
+            | libc::SYNC_FILE_RANGE_WRITE
+            | libc::SYNC_FILE_RANGE_WAIT_AFTER;
+        // SAFETY: sync_file_range only reads its integer arguments; the
+        // descriptor is owned by `self.file`.
+        let result = unsafe {
+            libc::sync_file_range(
+                self.file.as_raw_fd(),
+                offset as libc::off64_t,
+                len as libc::off64_t,
+                flags,
+            )
+        };
+        if result == 0 {
+            Ok(())
+        } else {
+            Err(io::Error::last_os_error())
+        }
+    }
+
     fn sync(&mut self) -> io::Result<()> {
         self.file.sync_all()
     }

@@ -76,6 +76,17 @@ pub trait WritableFile: Send + fmt::Debug {
     /// Writes `bytes` at `offset`, growing the file as needed.
     fn write_at(&mut self, offset: u64, bytes: &[u8]) -> io::Result<()>;
 
+    /// Sends the bytes `offset..offset + len` to the device and waits until
+    /// it has them, without flushing its cache: not durable yet, but the
+    /// final [`WritableFile::sync`] then has little left to write. A large
+    /// file written this way in pieces never puts one long burst of writes
+    /// in front of the log's small syncs on the same disk. The default does
+    /// nothing.
+    fn write_back(&mut self, offset: u64, len: u64) -> io::Result<()> {
+        let _ = (offset, len);
+        Ok(())
+    }
+
     /// Makes the file's contents and length durable.
     fn sync(&mut self) -> io::Result<()>;
 }

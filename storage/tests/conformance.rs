@@ -53,6 +53,7 @@ conformance!(
     snapshots_round_trip_and_only_the_latest_is_kept,
     a_damaged_snapshot_is_rejected,
     an_abandoned_snapshot_leaves_no_file_behind,
+    a_snapshot_written_back_in_pieces_round_trips_byte_for_byte,
 );
 
 fn appended_records_are_readable_at_once_and_after_reopen(disk: &dyn Disk) {
@@ -603,6 +604,23 @@ fn snapshots_round_trip_and_only_the_latest_is_kept(disk: &dyn Disk) {
     );
     let files = disk.vfs().list_dir(&snapshot_dir(disk)).unwrap();
     assert_eq!(files.len(), 1, "{files:?}");
+}
+
+fn a_snapshot_written_back_in_pieces_round_trips_byte_for_byte(disk: &dyn Disk) {
+    // Larger than several write-back pieces, and not a multiple of one.
+    let data: Vec<u8> = (0..3 * (1 << 20) + 12_345)
+        .map(|position: usize| (position.wrapping_mul(2_654_435_761) >> 13) as u8)
+        .collect();
+    let store = SnapshotStore::open(disk.vfs(), snapshot_dir(disk)).unwrap();
+    let mut writer = store.begin(b"meta").unwrap();
+    writer.write(&data[..1_000]).unwrap();
+    writer.write(&data[1_000..]).unwrap();
+    let sequence = writer.finish().unwrap();
+    let store = SnapshotStore::open(disk.vfs(), snapshot_dir(disk)).unwrap();
+    let latest = store.load_latest().unwrap().unwrap();
+    assert_eq!(latest.sequence, sequence);
+    assert_eq!(latest.meta.as_ref(), b"meta");
+    assert!(latest.data.as_ref() == data.as_slice(), "the data differs");
 }
 
 fn a_damaged_snapshot_is_rejected(disk: &dyn Disk) {
