@@ -88,7 +88,15 @@ fn align_task_ids() {
     });
 }
 
+/// Held for the whole of a seed's run. The test harness runs tests on
+/// parallel threads, and a seed running beside another would draw task ids
+/// from the shared counter in an order that depends on the other one.
+static ONE_SEED_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
 fn run_seed(seed: u64) -> Result<RunReport, String> {
+    let _alone = ONE_SEED_AT_A_TIME
+        .lock()
+        .unwrap_or_else(|poison| poison.into_inner());
     align_task_ids();
     let mut rng = SimRng::derive(seed, "shape");
     let shape = ClusterShape {
