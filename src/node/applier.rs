@@ -11,9 +11,9 @@
 //! is applied, and a snapshot covers exactly the entries applied before it.
 //!
 //! A snapshot stops applying only while the state is frozen (copied without
-//! its payloads); encoding the frozen copy runs on a thread of its own, so
-//! clients are not kept waiting for as long as a large state takes to
-//! encode.
+//! its payloads); encoding the frozen copy runs on a low-priority thread of
+//! its own (`background.rs`), so clients are not kept waiting for as long
+//! as a large state takes to encode.
 //!
 //! In production the applier runs on its own thread; in a deterministic
 //! simulation the driver calls it inline, and snapshots are encoded inline
@@ -26,6 +26,7 @@ use std::sync::mpsc as std_mpsc;
 use bytes::Bytes;
 use tokio::sync::{mpsc, oneshot};
 
+use super::background::Background;
 use super::entry_batch::read_batch;
 use super::error::NodeError;
 use super::handle::NodeShared;
@@ -84,9 +85,9 @@ pub(crate) struct Applier<SM: StateMachine> {
     pending: BTreeMap<u64, (u64, Proposed<SM::Outcome>)>,
     applied: u64,
     events: mpsc::UnboundedSender<ApplyEvent>,
-    /// The thread that encodes frozen states; `None` encodes them inline
-    /// (deterministic runs).
-    encoder: Option<std_mpsc::Sender<(u64, SM::Frozen)>>,
+    /// The low-priority thread that encodes frozen states; `None` encodes
+    /// them inline (deterministic runs).
+    encoder: Option<Background>,
 }
 
 impl<SM: StateMachine> Applier<SM> {
@@ -133,17 +134,19 @@ impl<SM: StateMachine> Applier<SM> {
                     seconds = started.elapsed().as_secs_f64(),
                     "state machine frozen for a snapshot"
                 );
-                let frozen = match &self.encoder {
-                    // The encoder ends only when this sender is dropped.
-                    Some(encoder) => match encoder.send((index, frozen)) {
-                        Ok(()) => return,
-                        Err(std_mpsc::SendError((_, frozen))) => frozen,
+                match &self.encoder {
+                    Some(encoder) => {
+                        let events = self.events.clone();
+                        encoder.run(move || {
+                            let state = encode::<SM>(index, frozen);
+                            let _ = events.send(ApplyEvent::Snapshot { index, state });
+                        });
+                        return;
+                    }
+                    None => ApplyEvent::Snapshot {
+                        index,
+                        state: encode::<SM>(index, frozen),
                     },
-                    None => frozen,
-                };
-                ApplyEvent::Snapshot {
-                    index,
-                    state: encode::<SM>(index, frozen),
                 }
             }
             ApplyTask::FailPending(answer) => {
@@ -299,27 +302,13 @@ impl<SM: StateMachine> ApplierHandle<SM> {
         if inline {
             return ApplierHandle::Inline(applier);
         }
-        let (frozen_sender, frozen_states) = std_mpsc::channel::<(u64, SM::Frozen)>();
-        let events = applier.events.clone();
-        std::thread::Builder::new()
-            .name("raftq-snapshot".to_string())
-            .spawn(move || {
-                // Encoding can take a core for a while; requests come first.
-                super::background::lower_thread_priority();
-                while let Ok((index, frozen)) = frozen_states.recv() {
-                    let state = encode::<SM>(index, frozen);
-                    if events.send(ApplyEvent::Snapshot { index, state }).is_err() {
-                        return;
-                    }
-                }
-            })
-            .expect("spawn the snapshot encoder thread");
         let (tasks, receiver) = std_mpsc::channel::<ApplyTask<SM>>();
         let thread = std::thread::Builder::new()
             .name("raftq-applier".to_string())
             .spawn(move || {
                 let mut applier = applier;
-                applier.encoder = Some(frozen_sender);
+                // Encoding can take a core for a while; requests come first.
+                applier.encoder = Some(Background::start("raftq-snapshot"));
                 while let Ok(task) = receiver.recv() {
                     applier.handle(task);
                 }

@@ -1,5 +1,6 @@
-//! Work that nothing waits on at once (writing snapshot files, compacting
-//! the log behind them) on a thread at the lowest CPU priority, so on a
+//! Work that nothing waits on at once (encoding snapshots, writing their
+//! files, compacting the log behind them) on threads at the lowest CPU
+//! priority, so on a
 //! busy machine it takes the time the request path leaves over instead of
 //! competing with it.
 
@@ -56,7 +57,7 @@ impl Drop for Background {
 /// still runs when the machine is busy, at about 1/70 of the share of a
 /// normal thread. On Linux a nice value is per thread; elsewhere this does
 /// nothing rather than lower the whole process.
-pub(crate) fn lower_thread_priority() {
+fn lower_thread_priority() {
     #[cfg(target_os = "linux")]
     {
         // SAFETY: gettid takes no arguments and cannot fail.

@@ -909,9 +909,15 @@ impl<SM: StateMachine> Driver<SM> {
             };
             let _ = sender.send(event);
         };
+        self.off_task(write);
+    }
+
+    /// Runs `job` on the background thread, or at once when everything runs
+    /// on the driver's task.
+    fn off_task(&self, job: impl FnOnce() + Send + 'static) {
         match &self.background {
-            Some(background) => background.run(write),
-            None => write(),
+            Some(background) => background.run(job),
+            None => job(),
         }
     }
 
@@ -933,10 +939,7 @@ impl<SM: StateMachine> Driver<SM> {
                         )));
                     }
                 };
-                match &self.background {
-                    Some(background) => background.run(compact),
-                    None => compact(),
-                }
+                self.off_task(compact);
                 metrics::counter!(names::RAFT_SNAPSHOTS_TAKEN).increment(1);
                 info!(index, "snapshot taken and the log compacted behind it");
                 Ok(())
