@@ -16,6 +16,9 @@ mod dashboards {
     pub mod prometheus;
 }
 
+#[path = "support/ports.rs"]
+mod ports;
+
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::time::Duration;

@@ -17,6 +17,8 @@ mod cluster;
 mod faults;
 #[path = "nemesis/history.rs"]
 mod history;
+#[path = "support/ports.rs"]
+mod ports;
 #[path = "nemesis/proxy.rs"]
 mod proxy;
 #[path = "nemesis/workload.rs"]

@@ -76,15 +76,12 @@ impl StateMachine for NumberLog {
     }
 }
 
-/// Reserves `count` free loopback ports.
+#[path = "../support/ports.rs"]
+mod ports;
+
+/// `count` distinct free loopback ports (see `ports::free_port`).
 pub fn free_ports(count: usize) -> Vec<u16> {
-    let listeners: Vec<std::net::TcpListener> = (0..count)
-        .map(|_| std::net::TcpListener::bind("127.0.0.1:0").unwrap())
-        .collect();
-    listeners
-        .iter()
-        .map(|listener| listener.local_addr().unwrap().port())
-        .collect()
+    (0..count).map(|_| ports::free_port()).collect()
 }
 
 pub struct TestNode {

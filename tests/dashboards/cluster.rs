@@ -14,6 +14,8 @@ use raftq::client::{Client, ClientOptions};
 use raftq::queue::{DeadSelection, NewJob, Schedule};
 use tokio_util::sync::CancellationToken;
 
+use crate::ports::free_port;
+
 const CLUSTER_ID: &str = "raftq-dashboards";
 const SECRET: &str = "dashboards-test-secret";
 /// Queues that get their own metric label; the test uses one more queue,
@@ -38,13 +40,6 @@ pub struct NodeAddresses {
 pub struct ProcessCluster {
     pub nodes: Vec<NodeAddresses>,
     children: Vec<Child>,
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|listener| listener.local_addr())
-        .expect("a free port")
-        .port()
 }
 
 impl ProcessCluster {

@@ -50,10 +50,7 @@ impl Prometheus {
             ),
         )
         .expect("write prometheus.yml");
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .and_then(|listener| listener.local_addr())
-            .expect("a free port")
-            .port();
+        let port = crate::ports::free_port();
         let address = format!("127.0.0.1:{port}");
         let log = directory.join("prometheus.log");
         let log_file = std::fs::File::create(&log).expect("create prometheus.log");

@@ -5,7 +5,6 @@ use std::collections::BTreeMap;
 use std::fs::OpenOptions;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -56,25 +55,9 @@ fn server_binary() -> String {
     std::env::var("RAFTQ_NEMESIS_BIN").unwrap_or_else(|_| env!("CARGO_BIN_EXE_raftq").to_string())
 }
 
-/// A free loopback address whose port lies below the kernel's ephemeral
-/// range (32768 and up by default). A port the kernel handed out would be
-/// free again once probed, and any outgoing connection (the proxies make
-/// thousands) could take it before its node binds it, or while the node is
-/// down; then the node cannot start. Ports are tried from a point that
-/// differs between processes, and never twice in one process.
+/// A free loopback address (see `ports::free_port`).
 fn free_address() -> String {
-    const FIRST_PORT: u32 = 20_000;
-    const PORTS: u32 = 12_000;
-    static TRIED: AtomicU32 = AtomicU32::new(0);
-    let start = std::process::id().wrapping_mul(2_654_435_761) % PORTS;
-    loop {
-        let tried = TRIED.fetch_add(1, Ordering::Relaxed);
-        assert!(tried < PORTS, "no free port below the ephemeral range");
-        let port = FIRST_PORT + (start + tried) % PORTS;
-        if let Ok(listener) = std::net::TcpListener::bind(("127.0.0.1", port as u16)) {
-            return listener.local_addr().unwrap().to_string();
-        }
-    }
+    format!("127.0.0.1:{}", crate::ports::free_port())
 }
 
 pub fn connect_settings() -> ConnectSettings {
