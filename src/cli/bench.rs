@@ -4,6 +4,9 @@
 //! - `enqueue`: producers only.
 //! - `e2e`: producers and workers: enqueue → claim → ack, all durable.
 //! - `claim`: fill a queue first, then workers drain it.
+//! - `floor`: no raftq at all: the least work a replicated, durable write
+//!   needs on this machine, with the same open-loop schedule (see
+//!   [`floor`]), as the baseline for `enqueue --rate`.
 //!
 //! Closed loop by default: each producer sends its next batch when the
 //! previous one is answered. With `--rate`, producers send on a fixed
@@ -29,6 +32,8 @@ use tokio::sync::Semaphore;
 use super::ConnectArgs;
 use super::local_cluster::{LocalCluster, LocalSpec};
 
+mod floor;
+
 /// What the benchmark does.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum Workload {
@@ -38,6 +43,11 @@ pub enum Workload {
     E2e,
     /// Fill a queue, then drain it with workers.
     Claim,
+    /// No raftq: the same open-loop requests, replicated over loopback to
+    /// as many in-process replicas as --local says (3 by default), each
+    /// syncing to a file; a floor under `enqueue` with the same flags.
+    /// Needs --rate.
+    Floor,
 }
 
 /// Flags of `raftq bench`.
@@ -194,6 +204,9 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
         args.data_dir.is_none() || args.local.is_some(),
         "--data-dir needs --local"
     );
+    if args.workload == Workload::Floor {
+        return run_floor(&args).await;
+    }
     let local = match args.local {
         Some(nodes) => {
             anyhow::ensure!((1..=9).contains(&nodes), "--local takes 1 to 9 nodes");
@@ -232,15 +245,6 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
     }
 
     let measurements = Arc::new(Measurements::new());
-    let progress = (!args.quiet && !args.connect.json).then(|| {
-        let bar = ProgressBar::new(args.duration_secs);
-        bar.set_style(
-            ProgressStyle::with_template("{elapsed_precise} [{bar:30}] {pos}/{len}s {msg}")
-                .expect("valid template")
-                .progress_chars("=> "),
-        );
-        bar
-    });
     let mut tasks = tokio::task::JoinSet::new();
     if args.workload != Workload::Claim {
         match args.rate {
@@ -274,11 +278,7 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
         }
     }
     let mut killed_leader = None;
-    let run_started = Instant::now();
-    let deadline = run_started + Duration::from_secs(args.duration_secs);
-    while Instant::now() < deadline {
-        tokio::time::sleep(Duration::from_millis(250)).await;
-        let elapsed = run_started.elapsed();
+    let elapsed = run_for(&args, &measurements, async |elapsed| {
         if let (Some(after), Some(cluster), None) =
             (args.kill_leader_after_secs, &local, killed_leader)
             && elapsed >= Duration::from_secs(after)
@@ -289,22 +289,9 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
                 killed_leader = Some(leader);
             }
         }
-        if let Some(bar) = &progress {
-            bar.set_position(elapsed.as_secs());
-            let seconds = elapsed.as_secs_f64().max(0.001);
-            bar.set_message(format!(
-                "enqueued {:.0}/s  acked {:.0}/s  errors {}",
-                measurements.enqueued.load(Ordering::Relaxed) as f64 / seconds,
-                measurements.acked.load(Ordering::Relaxed) as f64 / seconds,
-                measurements.errors.load(Ordering::Relaxed)
-            ));
-        }
-    }
-    measurements.stop.store(true, Ordering::Relaxed);
-    let elapsed = run_started.elapsed();
-    if let Some(bar) = progress {
-        bar.finish_and_clear();
-    }
+        Ok(())
+    })
+    .await?;
     // Let requests in flight finish, but do not wait for a stuck cluster.
     let _ = tokio::time::timeout(Duration::from_secs(5), async {
         while tasks.join_next().await.is_some() {}
@@ -325,6 +312,108 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
         cluster.stop().await;
     }
     Ok(())
+}
+
+/// Shows progress until the run's duration has passed, calling `tick` with
+/// the time elapsed every 250 ms, then tells the load to stop. Returns the
+/// length of the run.
+async fn run_for(
+    args: &BenchArgs,
+    measurements: &Measurements,
+    mut tick: impl AsyncFnMut(Duration) -> anyhow::Result<()>,
+) -> anyhow::Result<Duration> {
+    let progress = (!args.quiet && !args.connect.json).then(|| {
+        let bar = ProgressBar::new(args.duration_secs);
+        bar.set_style(
+            ProgressStyle::with_template("{elapsed_precise} [{bar:30}] {pos}/{len}s {msg}")
+                .expect("valid template")
+                .progress_chars("=> "),
+        );
+        bar
+    });
+    let run_started = Instant::now();
+    let deadline = run_started + Duration::from_secs(args.duration_secs);
+    while Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(250)).await;
+        let elapsed = run_started.elapsed();
+        tick(elapsed).await?;
+        if let Some(bar) = &progress {
+            bar.set_position(elapsed.as_secs());
+            let seconds = elapsed.as_secs_f64().max(0.001);
+            bar.set_message(format!(
+                "enqueued {:.0}/s  acked {:.0}/s  errors {}",
+                measurements.enqueued.load(Ordering::Relaxed) as f64 / seconds,
+                measurements.acked.load(Ordering::Relaxed) as f64 / seconds,
+                measurements.errors.load(Ordering::Relaxed)
+            ));
+        }
+    }
+    measurements.stop.store(true, Ordering::Relaxed);
+    if let Some(bar) = progress {
+        bar.finish_and_clear();
+    }
+    Ok(run_started.elapsed())
+}
+
+/// `raftq bench floor`: runs [`floor`] on its own threads for the run's
+/// duration and reports it like the other workloads.
+async fn run_floor(args: &BenchArgs) -> anyhow::Result<()> {
+    let rate = args.rate.context("the floor workload needs --rate")?;
+    let replicas = args.local.unwrap_or(3);
+    anyhow::ensure!((1..=9).contains(&replicas), "--local takes 1 to 9 nodes");
+    anyhow::ensure!(
+        args.kill_leader_after_secs.is_none(),
+        "the floor workload has no leader to kill"
+    );
+    let measurements = Arc::new(Measurements::new());
+    let spec = floor::Spec {
+        replicas: replicas as usize,
+        requests_per_second: rate as f64 / args.batch_size as f64,
+        payload_bytes: args.batch_size * args.payload_bytes,
+        jobs_per_request: args.batch_size as u64,
+    };
+    let floor = tokio::task::spawn_blocking({
+        let measurements = Arc::clone(&measurements);
+        move || floor::run(&spec, &measurements)
+    });
+    let elapsed = run_for(args, &measurements, async |_| Ok(())).await;
+    let outcome = floor.await.context("the floor panicked")?;
+    let elapsed = elapsed?;
+    outcome?;
+    report(args, &measurements, elapsed, None, &[], &[]);
+    Ok(())
+}
+
+/// When each request of an open-loop run is due: one every `interval` from
+/// `start`.
+#[derive(Debug, Clone, Copy)]
+struct Schedule {
+    start: Instant,
+    interval: Duration,
+}
+
+impl Schedule {
+    /// Starts now.
+    fn new(requests_per_second: f64) -> Schedule {
+        Schedule {
+            start: Instant::now(),
+            interval: Duration::from_secs_f64(1.0 / requests_per_second.max(1e-3)),
+        }
+    }
+
+    fn due(&self, sequence: u64) -> Instant {
+        self.start + self.interval.mul_f64(sequence as f64)
+    }
+
+    /// Sleeps with the operating system's timer until request `sequence` is
+    /// due (not at all if it is late) and returns when it was due.
+    fn wait(&self, sequence: u64) -> Instant {
+        let due = self.due(sequence);
+        if let Some(wait) = due.checked_duration_since(Instant::now()) {
+            std::thread::sleep(wait);
+        }
+        due
+    }
 }
 
 /// Waits until the cluster has a leader, so the measured run does not
@@ -445,17 +534,13 @@ async fn open_loop_producer(
     rate: u64,
     shape: Shape,
 ) {
-    let interval = Duration::from_secs_f64(shape.batch_size as f64 / rate.max(1) as f64);
     let runtime = tokio::runtime::Handle::current();
     let schedule = tokio::task::spawn_blocking(move || {
         let slots = Arc::new(Semaphore::new(OPEN_LOOP_INFLIGHT_MAX));
-        let start = Instant::now();
+        let schedule = Schedule::new(rate.max(1) as f64 / shape.batch_size as f64);
         let mut sequence: u64 = 0;
         while !measurements.stopped() {
-            let due = start + interval.mul_f64(sequence as f64);
-            if let Some(wait) = due.checked_duration_since(Instant::now()) {
-                std::thread::sleep(wait);
-            }
+            let due = schedule.wait(sequence);
             let Ok(permit) = runtime.block_on(Arc::clone(&slots).acquire_owned()) else {
                 return;
             };
@@ -582,7 +667,7 @@ fn report(
         "enqueued        {enqueued} jobs ({:.0} jobs/s)",
         enqueued as f64 / seconds
     );
-    if args.workload != Workload::Enqueue {
+    if matches!(args.workload, Workload::E2e | Workload::Claim) {
         println!(
             "acked           {acked} jobs ({:.0} jobs/s)",
             acked as f64 / seconds
