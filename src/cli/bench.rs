@@ -372,10 +372,20 @@ async fn run_floor(args: &BenchArgs) -> anyhow::Result<()> {
         payload_bytes: args.batch_size * args.payload_bytes,
         jobs_per_request: args.batch_size as u64,
     };
+    let (ready, started) = tokio::sync::oneshot::channel();
     let floor = tokio::task::spawn_blocking({
         let measurements = Arc::clone(&measurements);
-        move || floor::run(&spec, &measurements)
+        move || {
+            floor::run(&spec, &measurements, || {
+                let _ = ready.send(());
+            })
+        }
     });
+    // The run's clock starts once the replicas' files are written.
+    if started.await.is_err() {
+        floor.await.context("the floor panicked")??;
+        anyhow::bail!("the floor stopped before it started");
+    }
     let elapsed = run_for(args, &measurements, async |_| Ok(())).await;
     let outcome = floor.await.context("the floor panicked")?;
     let elapsed = elapsed?;

@@ -54,17 +54,23 @@ pub struct Spec {
 }
 
 /// Runs the floor until `measurements` says stop, recording each answered
-/// request's latency from when it was due.
-pub fn run(spec: &Spec, measurements: &Measurements) -> anyhow::Result<()> {
+/// request's latency from when it was due. Calls `ready` once the replicas
+/// are set up, just before the first request is due.
+pub fn run(spec: &Spec, measurements: &Measurements, ready: impl FnOnce()) -> anyhow::Result<()> {
     let dir = tempfile::Builder::new()
         .prefix("raftq-floor-")
         .tempdir()
         .context("cannot create a temporary directory")?;
-    run_in(dir.path(), spec, measurements)
+    run_in(dir.path(), spec, measurements, ready)
 }
 
 /// [`run`] with the replicas' files in `dir`: `replica-0` is the leader's.
-fn run_in(dir: &Path, spec: &Spec, measurements: &Measurements) -> anyhow::Result<()> {
+fn run_in(
+    dir: &Path,
+    spec: &Spec,
+    measurements: &Measurements,
+    ready: impl FnOnce(),
+) -> anyhow::Result<()> {
     anyhow::ensure!(spec.replicas >= 1, "the floor needs at least one replica");
     let mut threads = Vec::new();
     let mut follower_streams = Vec::new();
@@ -91,6 +97,7 @@ fn run_in(dir: &Path, spec: &Spec, measurements: &Measurements) -> anyhow::Resul
 
     let stream = TcpStream::connect(address)?;
     stream.set_nodelay(true)?;
+    ready();
     let generated = generate(spec, measurements, stream);
     // The generator closed its connection, so the leader and then each
     // follower see the end of their input and stop.
@@ -502,7 +509,7 @@ mod tests {
                 }
                 measurements.stop.store(true, Ordering::Relaxed);
             });
-            run_in(dir.path(), &spec, &measurements).unwrap();
+            run_in(dir.path(), &spec, &measurements, || {}).unwrap();
         });
         let sent = measurements.enqueued.load(Ordering::Relaxed);
         assert!(sent >= 200, "only {sent} requests were answered");
