@@ -25,7 +25,7 @@ use clap::{Args, ValueEnum};
 use hdrhistogram::Histogram;
 use indicatif::{ProgressBar, ProgressStyle};
 use raftq::client::{Client, ClientError};
-use raftq::queue::NewJob;
+use raftq::queue::{Enqueued, NewJob, QueueError};
 use serde_json::json;
 use tokio::sync::Semaphore;
 
@@ -115,6 +115,9 @@ struct Measurements {
     error_kinds: std::sync::Mutex<std::collections::BTreeMap<String, u64>>,
     enqueue_latency_us: std::sync::Mutex<Histogram<u64>>,
     ack_latency_us: std::sync::Mutex<Histogram<u64>>,
+    /// Enqueue requests sent and not yet answered; what is left when the
+    /// run is over never got an answer.
+    in_flight: AtomicU64,
     /// Milliseconds since `started` of the last successful enqueue.
     last_success_ms: AtomicU64,
     longest_gap_ms: AtomicU64,
@@ -132,6 +135,7 @@ impl Measurements {
             error_kinds: std::sync::Mutex::new(std::collections::BTreeMap::new()),
             enqueue_latency_us: std::sync::Mutex::new(histogram()),
             ack_latency_us: std::sync::Mutex::new(histogram()),
+            in_flight: AtomicU64::new(0),
             last_success_ms: AtomicU64::new(0),
             longest_gap_ms: AtomicU64::new(0),
             stop: AtomicBool::new(false),
@@ -145,6 +149,32 @@ impl Measurements {
         let previous = self.last_success_ms.swap(now_ms, Ordering::Relaxed);
         self.longest_gap_ms
             .fetch_max(now_ms.saturating_sub(previous), Ordering::Relaxed);
+    }
+
+    /// Counts an enqueue request as sent; [`Measurements::record_enqueue_outcome`]
+    /// counts it as answered.
+    fn record_sent(&self) {
+        self.in_flight.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Records the answer to an enqueue request sent `latency` ago (for the
+    /// open loop: due `latency` ago).
+    fn record_enqueue_outcome(
+        &self,
+        outcome: Result<Vec<Result<Enqueued, QueueError>>, ClientError>,
+        latency: Duration,
+    ) {
+        self.in_flight.fetch_sub(1, Ordering::Relaxed);
+        match outcome {
+            Ok(results) => {
+                let ok = results.iter().filter(|result| result.is_ok()).count() as u64;
+                self.record_enqueue(ok, latency);
+                if let Some(Err(error)) = results.iter().find(|result| result.is_err()) {
+                    self.record_error(error, results.len() as u64 - ok);
+                }
+            }
+            Err(error) => self.record_error(error, 1),
+        }
     }
 
     fn record_error(&self, error: impl std::fmt::Display, count: u64) {
@@ -293,11 +323,18 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
     })
     .await?;
     // Let requests in flight finish, but do not wait for a stuck cluster.
-    let _ = tokio::time::timeout(Duration::from_secs(5), async {
+    let _ = tokio::time::timeout(DRAIN_TIMEOUT, async {
         while tasks.join_next().await.is_some() {}
     })
     .await;
     tasks.abort_all();
+    let unanswered = measurements.in_flight.load(Ordering::Relaxed);
+    if unanswered > 0 {
+        measurements.record_error(
+            format!("no answer within {DRAIN_TIMEOUT:?} of the end of the run"),
+            unanswered,
+        );
+    }
 
     let memory = match &local {
         Some(cluster) => cluster.resident_bytes(),
@@ -415,6 +452,12 @@ impl Schedule {
         self.start + self.interval.mul_f64(sequence as f64)
     }
 
+    /// How many requests are due at or before `now`.
+    fn due_by(&self, now: Instant) -> u64 {
+        let elapsed = now.saturating_duration_since(self.start);
+        (elapsed.as_secs_f64() / self.interval.as_secs_f64()) as u64 + 1
+    }
+
     /// Sleeps with the operating system's timer until request `sequence` is
     /// due (not at all if it is late) and returns when it was due.
     fn wait(&self, sequence: u64) -> Instant {
@@ -515,19 +558,16 @@ async fn closed_loop_producer(
             producer << 40 | sent,
         );
         let started = Instant::now();
-        match client.enqueue_batch(jobs).await {
-            Ok(results) => {
-                let ok = results.iter().filter(|result| result.is_ok()).count() as u64;
-                measurements.record_enqueue(ok, started.elapsed());
-                if let Some(Err(error)) = results.iter().find(|result| result.is_err()) {
-                    measurements.record_error(error, results.len() as u64 - ok);
-                }
-            }
-            Err(error) => measurements.record_error(error, 1),
-        }
+        measurements.record_sent();
+        let outcome = client.enqueue_batch(jobs).await;
+        measurements.record_enqueue_outcome(outcome, started.elapsed());
         sent += shape.batch_size as u64;
     }
 }
+
+/// How long a run waits for answers to the requests in flight when it ends;
+/// a request still unanswered then counts as an error.
+const DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Sends batches on a fixed schedule, each in its own task, with at most
 /// this many in flight.
@@ -551,8 +591,28 @@ async fn open_loop_producer(
         let mut sequence: u64 = 0;
         while !measurements.stopped() {
             let due = schedule.wait(sequence);
-            let Ok(permit) = runtime.block_on(Arc::clone(&slots).acquire_owned()) else {
-                return;
+            // Waits for a free slot, but not past the end of the run.
+            let permit = loop {
+                let free = tokio::time::timeout(
+                    Duration::from_millis(100),
+                    Arc::clone(&slots).acquire_owned(),
+                );
+                match runtime.block_on(free) {
+                    Ok(Ok(permit)) => break Some(permit),
+                    Ok(Err(_closed)) => break None,
+                    Err(_elapsed) if measurements.stopped() => break None,
+                    Err(_elapsed) => {}
+                }
+            };
+            let Some(permit) = permit else {
+                // Requests that fell due while the in-flight limit held the
+                // schedule back were never sent; they count as unanswered.
+                let never_sent = schedule.due_by(Instant::now()).saturating_sub(sequence);
+                measurements.record_error(
+                    format!("due but never sent: {OPEN_LOOP_INFLIGHT_MAX} requests were in flight"),
+                    never_sent.max(1),
+                );
+                break;
             };
             let client = client.clone();
             let measurements = Arc::clone(&measurements);
@@ -562,17 +622,22 @@ async fn open_loop_producer(
                 shape.payload_bytes,
                 sequence * shape.batch_size as u64,
             );
+            measurements.record_sent();
             runtime.spawn(async move {
-                match client.enqueue_batch(jobs).await {
-                    // Latency from when the request was due, not from when it
-                    // went out: corrected for coordinated omission.
-                    Ok(results) => measurements.record_enqueue(results.len() as u64, due.elapsed()),
-                    Err(error) => measurements.record_error(error, 1),
-                }
+                let outcome = client.enqueue_batch(jobs).await;
+                // Latency from when the request was due, not from when it
+                // went out: corrected for coordinated omission.
+                measurements.record_enqueue_outcome(outcome, due.elapsed());
                 drop(permit);
             });
             sequence += 1;
         }
+        // The answers still to come count too; an unanswered request is
+        // counted once this wait gives up.
+        let _ = runtime.block_on(tokio::time::timeout(
+            DRAIN_TIMEOUT,
+            slots.acquire_many(OPEN_LOOP_INFLIGHT_MAX as u32),
+        ));
     });
     let _ = schedule.await;
 }

@@ -29,16 +29,13 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 
-use super::{Measurements, Schedule};
+use super::{DRAIN_TIMEOUT, Measurements, Schedule};
 
 /// Bytes of each replica's file, written over and over as a ring.
 const RING_BYTES: u64 = 32 << 20;
 
 /// Bytes that carry a request's sequence number; the payload follows.
 const SEQUENCE_BYTES: usize = 8;
-
-/// How long the load generator waits for answers once it stops sending.
-const DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// What to run.
 pub struct Spec {
