@@ -213,5 +213,5 @@ pub use recovery::{CompletedIntent, RecoveryReport, TailCut};
 pub use segment::segment_file_name;
 pub use snapshot::{SNAPSHOT_META_MAX_BYTES, Snapshot, SnapshotStore, SnapshotWriter};
 pub use std_vfs::{Preallocation, StdVfs, WriteMethod};
-pub use vfs::{Region, RemovedFile, Vfs, WritableFile};
+pub use vfs::{Region, Vfs, WritableFile};
 pub use wal::{DiskUsage, Entries, Wal, WalStats};

@@ -281,21 +281,13 @@ impl SnapshotWriter {
             .into_iter()
             .filter(|&sequence| sequence < self.sequence)
             .collect();
-        let mut removed_files = Vec::new();
         for sequence in &older {
             let path = self.store.dir.join(snapshot_name(*sequence));
-            let removed_file = vfs
-                .remove_file_gradually(&path)
+            vfs.remove_file(&path)
                 .map_err(io("remove old snapshot", &path))?;
-            removed_files.extend(removed_file);
         }
         if !older.is_empty() {
             self.store.sync_dir()?;
-        }
-        // An old snapshot can be tens of megabytes: its space goes back a
-        // piece at a time (see `Vfs::remove_file_gradually`).
-        for file in removed_files {
-            file.give_back();
         }
         Ok(self.sequence)
     }

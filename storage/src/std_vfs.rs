@@ -8,15 +8,10 @@ use std::sync::{Arc, Mutex, RwLock};
 
 use memmap2::{Advice, MmapRaw};
 
-use crate::vfs::{Region, RemovedFile, Vfs, WritableFile};
+use crate::vfs::{Region, Vfs, WritableFile};
 
 /// Size of the zero buffer used to preallocate by writing.
 const ZERO_CHUNK_BYTES: usize = 1 << 20;
-
-/// Bytes a removed file gives back to the file system at a time, and the
-/// pause after each piece: a 64 MiB segment takes about 0.3 s.
-const GIVE_BACK_PIECE_BYTES: u64 = 1 << 20;
-const GIVE_BACK_PAUSE: std::time::Duration = std::time::Duration::from_millis(5);
 
 /// How a new segment file gets its blocks.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -178,13 +173,6 @@ impl Vfs for StdVfs {
 
     fn remove_file(&self, path: &Path) -> io::Result<()> {
         std::fs::remove_file(path)
-    }
-
-    fn remove_file_gradually(&self, path: &Path) -> io::Result<Option<Box<dyn RemovedFile>>> {
-        // The open file keeps the space allocated after the name is gone.
-        let file = OpenOptions::new().write(true).open(path)?;
-        std::fs::remove_file(path)?;
-        Ok(Some(Box::new(StdRemovedFile { file })))
     }
 
     fn sync_dir(&self, dir: &Path) -> io::Result<()> {
@@ -385,71 +373,5 @@ impl WritableFile for StdFile {
 
     fn sync(&mut self) -> io::Result<()> {
         self.file.sync_all()
-    }
-}
-
-/// A removed file held open by [`StdVfs::remove_file_gradually`].
-#[derive(Debug)]
-struct StdRemovedFile {
-    file: File,
-}
-
-impl RemovedFile for StdRemovedFile {
-    fn give_back(self: Box<Self>) {
-        // On an error the rest is freed when the file closes, all at once.
-        let Ok(metadata) = self.file.metadata() else {
-            return;
-        };
-        let mut len = metadata.len();
-        while len > 0 {
-            len = len.saturating_sub(GIVE_BACK_PIECE_BYTES);
-            if self.file.set_len(len).is_err() {
-                return;
-            }
-            if len > 0 {
-                std::thread::sleep(GIVE_BACK_PAUSE);
-            }
-        }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use std::os::unix::fs::MetadataExt;
-
-    use super::*;
-
-    #[test]
-    fn a_file_removed_gradually_loses_its_name_at_once() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("segment");
-        std::fs::write(&path, vec![7u8; 3 << 20]).unwrap();
-        let vfs = StdVfs::new();
-        let removed = vfs
-            .remove_file_gradually(&path)
-            .unwrap()
-            .expect("real files keep their space until given back");
-        assert!(!path.exists());
-        assert!(vfs.list_dir(dir.path()).unwrap().is_empty());
-        removed.give_back();
-        assert!(matches!(
-            vfs.remove_file_gradually(&path),
-            Err(error) if error.kind() == io::ErrorKind::NotFound
-        ));
-    }
-
-    #[test]
-    fn giving_back_frees_every_block() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("segment");
-        // Not a whole number of pieces.
-        std::fs::write(&path, vec![7u8; (5 << 20) + 12_345]).unwrap();
-        let file = OpenOptions::new().write(true).open(&path).unwrap();
-        let observer = file.try_clone().unwrap();
-        std::fs::remove_file(&path).unwrap();
-        assert!(observer.metadata().unwrap().blocks() > 0);
-        Box::new(StdRemovedFile { file }).give_back();
-        let metadata = observer.metadata().unwrap();
-        assert_eq!((metadata.len(), metadata.blocks()), (0, 0));
     }
 }

@@ -39,30 +39,8 @@ pub trait Vfs: Send + Sync + fmt::Debug {
     /// Removes a file. An existing mapping of it stays valid.
     fn remove_file(&self, path: &Path) -> io::Result<()>;
 
-    /// Removes a file's name like [`Vfs::remove_file`], but keeps its space
-    /// allocated for [`RemovedFile::give_back`] to free a piece at a time.
-    ///
-    /// A file system that discards freed blocks online (ext4 mounted with
-    /// `-o discard`) makes every other write and sync on the device wait
-    /// while it discards: freeing a 64 MiB segment at once stalls the log's
-    /// syncs for tens of milliseconds. Freed in pieces with pauses between
-    /// them, the same work leaves room for the syncs. The default removes
-    /// the file at once and has nothing left to free.
-    fn remove_file_gradually(&self, path: &Path) -> io::Result<Option<Box<dyn RemovedFile>>> {
-        self.remove_file(path).map(|()| None)
-    }
-
     /// Makes the directory's entries (creations, renames, removals) durable.
     fn sync_dir(&self, dir: &Path) -> io::Result<()>;
-}
-
-/// A file whose name is gone but whose space is still allocated (see
-/// [`Vfs::remove_file_gradually`]). Dropping it frees the space at once.
-pub trait RemovedFile: Send + fmt::Debug {
-    /// Frees the space a piece at a time, pausing between pieces, and
-    /// blocks until done. Call it with no lock held, once nothing maps the
-    /// file any more: a mapping of the freed part would fault if touched.
-    fn give_back(self: Box<Self>);
 }
 
 /// A file mapped as a fixed-length byte region.

@@ -1,6 +1,5 @@
 //! Removing records: suffix truncation, prefix compaction and reset.
 
-use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
 use super::{State, Wal};
@@ -8,7 +7,6 @@ use crate::error::{Error, Result};
 use crate::intent::{Intent, remove_intent, write_intent};
 use crate::recovery::create_first_segment;
 use crate::segment::Segment;
-use crate::vfs::RemovedFile;
 
 impl Wal {
     /// Removes every record at and after `from` (for a Raft log conflict).
@@ -87,29 +85,16 @@ impl Wal {
     /// Removes whole segments whose records all lie below `up_to` (after the
     /// caller has a durable snapshot covering them). The tail segment is
     /// never removed. Returns how many segments were removed.
-    ///
-    /// The segments' space goes back to the file system a piece at a time
-    /// after the log is unlocked (see [`crate::Vfs::remove_file_gradually`]),
-    /// so this blocks for a while after the removal is durable, but appends
-    /// and syncs go on meanwhile.
     pub fn compact_prefix(&self, up_to: u64) -> Result<usize> {
         self.check_poisoned()?;
         let guard = self.lock_sync();
-        let mut removed_files = Vec::new();
-        let result = self.compact_holding_sync(up_to, &mut removed_files);
+        let result = self.compact_holding_sync(up_to);
         drop(guard);
         self.wake_waiters(result.is_err());
-        for file in removed_files {
-            file.give_back();
-        }
         result
     }
 
-    fn compact_holding_sync(
-        &self,
-        up_to: u64,
-        removed_files: &mut Vec<Box<dyn RemovedFile>>,
-    ) -> Result<usize> {
+    fn compact_holding_sync(&self, up_to: u64) -> Result<usize> {
         let removable =
             |state: &State| state.segments.len() > 1 && state.segments[1].first_index <= up_to;
         if !removable(&self.lock_state()) {
@@ -122,21 +107,10 @@ impl Wal {
         let mut removed = 0;
         while removable(&state) {
             let segment = state.segments.pop_front().expect("checked above");
-            let removed_file = match self.vfs.remove_file_gradually(&segment.path) {
-                Ok(removed_file) => removed_file,
-                Err(error) => {
-                    let error = Error::io("remove segment", &segment.path, error);
-                    state.segments.push_front(segment);
-                    return Err(error);
-                }
-            };
-            // Reads map under the state lock and the syncer is locked out,
-            // so this is normally the last user of the mapping. If another
-            // still holds it, the space is freed when that one lets go.
-            let unmapped = Arc::strong_count(&segment.region) == 1;
-            drop(segment);
-            if unmapped {
-                removed_files.extend(removed_file);
+            if let Err(error) = self.vfs.remove_file(&segment.path) {
+                let error = Error::io("remove segment", &segment.path, error);
+                state.segments.push_front(segment);
+                return Err(error);
             }
             // One directory sync per removal: a crash can then only leave a
             // shorter prefix removed, never a gap.
