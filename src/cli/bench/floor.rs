@@ -98,16 +98,24 @@ fn run_in(
     let generated = generate(spec, measurements, stream);
     // The generator closed its connection, so the leader and then each
     // follower see the end of their input and stop.
-    let mut outcome = generated;
+    let mut replica_error = None;
     for thread in threads {
         let result = thread
             .join()
             .map_err(|_| anyhow::anyhow!("a floor thread panicked"))?;
-        if outcome.is_ok() {
-            outcome = result.map_err(anyhow::Error::from);
+        if let Err(error) = result {
+            replica_error.get_or_insert(error);
         }
     }
-    outcome
+    match (generated, replica_error) {
+        (generated, None) => generated,
+        (Ok(()), Some(error)) => Err(error).context("a floor replica failed"),
+        // A replica that failed first (a disk error, say) is why the
+        // generator failed; one that failed after it only saw it go.
+        (Err(generated), Some(error)) => Err(anyhow::anyhow!(
+            "{generated:#} (a floor replica failed too: {error})"
+        )),
+    }
 }
 
 /// Sends requests on the schedule and records each answer's latency. Returns
