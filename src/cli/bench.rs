@@ -598,8 +598,7 @@ async fn open_loop_producer(
                     Arc::clone(&slots).acquire_owned(),
                 );
                 match runtime.block_on(free) {
-                    Ok(Ok(permit)) => break Some(permit),
-                    Ok(Err(_closed)) => break None,
+                    Ok(permit) => break Some(permit.expect("the slots are never closed")),
                     Err(_elapsed) if measurements.stopped() => break None,
                     Err(_elapsed) => {}
                 }
@@ -607,10 +606,11 @@ async fn open_loop_producer(
             let Some(permit) = permit else {
                 // Requests that fell due while the in-flight limit held the
                 // schedule back were never sent; they count as unanswered.
+                // It stopped while waiting, so request `sequence` is among them.
                 let never_sent = schedule.due_by(Instant::now()).saturating_sub(sequence);
                 measurements.record_error(
                     format!("due but never sent: {OPEN_LOOP_INFLIGHT_MAX} requests were in flight"),
-                    never_sent.max(1),
+                    never_sent,
                 );
                 break;
             };

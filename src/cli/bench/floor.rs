@@ -98,16 +98,7 @@ fn run_in(
     let generated = generate(spec, measurements, stream);
     // The generator closed its connection, so the leader and then each
     // follower see the end of their input and stop.
-    let mut replica_error = None;
-    for thread in threads {
-        let result = thread
-            .join()
-            .map_err(|_| anyhow::anyhow!("a floor thread panicked"))?;
-        if let Err(error) = result {
-            replica_error.get_or_insert(error);
-        }
-    }
-    match (generated, replica_error) {
+    match (generated, join_all(threads).err()) {
         (generated, None) => generated,
         (Ok(()), Some(error)) => Err(error).context("a floor replica failed"),
         // A replica that failed first (a disk error, say) is why the
@@ -274,14 +265,7 @@ fn leader(
     for follower in &followers {
         let _ = follower.shutdown(Shutdown::Write);
     }
-    let mut outcome = received;
-    for thread in threads {
-        let result = thread
-            .join()
-            .map_err(|_| io::Error::other("a floor thread panicked"))?;
-        outcome = outcome.and(result);
-    }
-    outcome
+    received.and(join_all(threads))
 }
 
 /// The leader's view of what is durable where, and the requests waiting for
@@ -347,9 +331,7 @@ fn follower(stream: TcpStream, file: File) -> io::Result<()> {
         disk.push(&body, last_index);
     };
     disk.close();
-    let synced = syncer
-        .join()
-        .map_err(|_| io::Error::other("the sync thread panicked"))?;
+    let synced = join_all(vec![syncer]);
     let _ = stream.shutdown(Shutdown::Both);
     received.and(synced)
 }
@@ -434,6 +416,19 @@ fn ring_file(path: &Path) -> anyhow::Result<File> {
     file.sync_all()
         .with_context(|| format!("cannot sync {}", path.display()))?;
     Ok(file)
+}
+
+/// Waits for every thread and returns the first error among them, a panic
+/// counting as one.
+fn join_all(threads: Vec<JoinHandle<io::Result<()>>>) -> io::Result<()> {
+    let mut outcome = Ok(());
+    for thread in threads {
+        let result = thread
+            .join()
+            .unwrap_or_else(|_| Err(io::Error::other("a floor thread panicked")));
+        outcome = outcome.and(result);
+    }
+    outcome
 }
 
 fn named(
