@@ -379,3 +379,34 @@ async fn a_client_finds_the_cluster_after_its_only_seed_is_gone() {
     assert_eq!(claimed[0].id, id);
     cluster.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_moves_on_from_a_node_that_knows_no_leader() {
+    let mut cluster = ServerCluster::start(3).await;
+    let leader = cluster.leader().await;
+    let removed = (1..=3).find(|&id| id != leader).unwrap();
+    // Removed while it is down, the node never learns of its removal: once
+    // restarted it waits for a leader that never calls on it again.
+    cluster.stop_server(removed).await;
+    cluster.client().await.remove(removed).await.unwrap();
+    cluster.start_server(removed).await;
+    let removed_address = cluster.client_addresses[&removed].clone();
+    let mut options = cluster.client_options();
+    options
+        .seeds
+        .sort_by_key(|address| *address != removed_address);
+    assert_eq!(options.seeds[0], removed_address);
+    let status = Client::node_status(&removed_address, &options.connect)
+        .await
+        .unwrap();
+    assert_eq!(status.leader_id, None, "{status:?}");
+
+    // The client's first connection goes to the removed node, which answers
+    // that it knows no leader for as long as it runs.
+    let client = Client::connect(options).await.unwrap();
+    let id = client.enqueue("moved", "on").await.unwrap();
+    let claimed = client.claim(&["moved"], 1, 60_000, 0).await.unwrap();
+    assert_eq!(claimed.len(), 1);
+    assert_eq!(claimed[0].id, id);
+    cluster.shutdown().await;
+}

@@ -41,6 +41,10 @@ pub const RETRY_BACKOFF_MIN_MS: u64 = 20;
 pub const RETRY_BACKOFF_MAX_MS: u64 = 500;
 /// Delay between retries while the cluster elects a leader.
 pub const ELECTION_POLL_MS: u64 = 25;
+/// How long a node may keep answering that it knows no leader before the
+/// client asks another one. An election ends sooner; a node that knows no
+/// leader for longer is cut off or no longer a member.
+pub const NO_LEADER_SWITCH_MS: u64 = 1_000;
 /// Most member addresses a client remembers beyond its seeds.
 const LEARNED_ADDRESSES_MAX: usize = 64;
 
@@ -207,6 +211,14 @@ impl Client {
         });
     }
 
+    /// Closes the connection, so the next request goes to the leader hint
+    /// if there is one, else to the next address in turn.
+    async fn drop_connection(&self) {
+        if let Some(connection) = self.inner.connection.lock().await.take() {
+            connection.close();
+        }
+    }
+
     async fn forget_connection(&self, failed: &Arc<Connection>) {
         let mut current = self.inner.connection.lock().await;
         if current
@@ -230,6 +242,8 @@ impl Client {
         let timeout = self.inner.options.request_timeout + extra_wait;
         let mut backoff_ms = RETRY_BACKOFF_MIN_MS;
         let mut last_error;
+        // Since when the nodes asked have answered that they know no leader.
+        let mut no_leader_since: Option<tokio::time::Instant> = None;
         loop {
             let mut electing = false;
             let attempt = match self.connection().await {
@@ -258,9 +272,7 @@ impl Client {
                     match leader_address {
                         Some(address) => {
                             *self.inner.leader_hint.lock().expect("hint lock") = Some(address);
-                            if let Some(connection) = self.inner.connection.lock().await.take() {
-                                connection.close();
-                            }
+                            self.drop_connection().await;
                             // A known leader is worth trying at once.
                             if tokio::time::Instant::now() < deadline {
                                 continue;
@@ -268,8 +280,20 @@ impl Client {
                         }
                         // An election is under way: it ends within an
                         // election timeout or two, so poll briskly instead of
-                        // backing off past the moment a leader appears.
-                        None => electing = true,
+                        // backing off past the moment a leader appears. A
+                        // node that stays leaderless longer is cut off or was
+                        // removed; another node may know the leader.
+                        None => {
+                            electing = true;
+                            let now = tokio::time::Instant::now();
+                            let since = *no_leader_since.get_or_insert(now);
+                            if now.duration_since(since)
+                                >= Duration::from_millis(NO_LEADER_SWITCH_MS)
+                            {
+                                self.drop_connection().await;
+                                no_leader_since = None;
+                            }
+                        }
                     }
                 }
                 Ok(Err(error)) if error.is_retryable() => last_error = error.to_string(),

@@ -226,7 +226,6 @@ impl<SM: StateMachine> Driver<SM> {
         let mut ticker = tokio::time::interval(Duration::from_millis(self.config.tick_ms));
         ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         self.update_members();
-        self.publish_status();
         let result = loop {
             tokio::select! {
                 biased;
@@ -818,6 +817,8 @@ impl<SM: StateMachine> Driver<SM> {
             self.addresses.clone()
         };
         self.transport.set_members(&members);
+        // Whoever asks next sees the new membership, not the last tick's.
+        self.publish_status();
     }
 
     fn on_apply_event(

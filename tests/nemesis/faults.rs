@@ -264,11 +264,13 @@ impl Nemesis<'_> {
             .filter(|&member| member != leader)
             .collect();
         let victim = victims[self.rng.random_range(0..victims.len())];
+        let mut removed = None;
         if matches!(promoted, Some(Ok(()))) {
-            let removed = client.remove(victim).await;
-            self.note(format!("remove node {victim}: {removed:?}"));
+            let result = client.remove(victim).await;
+            self.note(format!("remove node {victim}: {result:?}"));
+            removed = result.is_ok().then_some(victim);
         }
-        self.refresh_members().await;
+        self.refresh_members(removed).await;
         // A removed node is stopped for good.
         let stale: Vec<u64> = self
             .cluster
@@ -283,11 +285,15 @@ impl Nemesis<'_> {
         }
     }
 
-    /// Takes the membership from the leader: voters and learners.
-    async fn refresh_members(&mut self) {
+    /// Takes the membership from the leader: voters and learners. After a
+    /// removal that succeeded, an answer that still lists the removed node
+    /// came from a leader that has not heard of it, and is asked again.
+    async fn refresh_members(&mut self, removed: Option<u64>) {
         for _ in 0..50 {
             if let Some(leader) = self.cluster.leader().await
                 && let Some(status) = self.cluster.status(leader).await
+                && removed
+                    .is_none_or(|id| !status.voters.contains(&id) && !status.learners.contains(&id))
             {
                 let mut members = status.voters.clone();
                 members.extend(&status.learners);
@@ -299,6 +305,10 @@ impl Nemesis<'_> {
             }
             tokio::time::sleep(Duration::from_millis(200)).await;
         }
+        self.note(format!(
+            "members left at {:?}: no leader told the new ones",
+            self.cluster.members
+        ));
     }
 
     /// Ends every fault: links restored, paused nodes resumed, killed
