@@ -63,7 +63,8 @@ pub struct BenchArgs {
     #[arg(long)]
     local: Option<u64>,
     /// With --local: keep the nodes' data and `node-N.log` files in this
-    /// directory (it must not exist yet) instead of a temporary one.
+    /// directory (it must not exist yet) instead of a temporary one. The
+    /// floor keeps its replicas' files there.
     #[arg(long)]
     data_dir: Option<std::path::PathBuf>,
     /// With --local: the nodes' log filter.
@@ -230,13 +231,13 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
         args.kill_leader_after_secs.is_none() || args.local.is_some(),
         "--kill-leader-after-secs needs --local"
     );
+    if args.workload == Workload::Floor {
+        return run_floor(&args).await;
+    }
     anyhow::ensure!(
         args.data_dir.is_none() || args.local.is_some(),
         "--data-dir needs --local"
     );
-    if args.workload == Workload::Floor {
-        return run_floor(&args).await;
-    }
     let local = match args.local {
         Some(nodes) => {
             anyhow::ensure!((1..=9).contains(&nodes), "--local takes 1 to 9 nodes");
@@ -412,8 +413,9 @@ async fn run_floor(args: &BenchArgs) -> anyhow::Result<()> {
     let (ready, started) = tokio::sync::oneshot::channel();
     let floor = tokio::task::spawn_blocking({
         let measurements = Arc::clone(&measurements);
+        let data_dir = args.data_dir.clone();
         move || {
-            floor::run(&spec, &measurements, || {
+            floor::run(&spec, data_dir.as_deref(), &measurements, || {
                 let _ = ready.send(());
             })
         }

@@ -52,8 +52,21 @@ pub struct Spec {
 
 /// Runs the floor until `measurements` says stop, recording each answered
 /// request's latency from when it was due. Calls `ready` once the replicas
-/// are set up, just before the first request is due.
-pub fn run(spec: &Spec, measurements: &Measurements, ready: impl FnOnce()) -> anyhow::Result<()> {
+/// are set up, just before the first request is due. The replicas' files go
+/// in `data_dir`, which must not exist yet and is kept, or else in a
+/// temporary directory.
+pub fn run(
+    spec: &Spec,
+    data_dir: Option<&Path>,
+    measurements: &Measurements,
+    ready: impl FnOnce(),
+) -> anyhow::Result<()> {
+    if let Some(dir) = data_dir {
+        std::fs::create_dir_all(dir.parent().unwrap_or(Path::new(".")))
+            .with_context(|| format!("cannot create the parent of {}", dir.display()))?;
+        std::fs::create_dir(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+        return run_in(dir, spec, measurements, ready);
+    }
     let dir = tempfile::Builder::new()
         .prefix("raftq-floor-")
         .tempdir()
