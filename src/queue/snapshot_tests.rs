@@ -203,3 +203,44 @@ fn restore_refuses_trailing_bytes() {
         Err(SnapshotError::Decode(_))
     ));
 }
+
+#[test]
+fn a_state_spanning_several_storage_chunks_round_trips() {
+    let mut state = JobQueue::new();
+    for batch in 0..30 {
+        let jobs = (0..100)
+            .map(|i| NewJob::new("many", vec![(batch * 100 + i) as u8; 4]))
+            .collect();
+        apply(
+            &mut state,
+            Op::Enqueue(Enqueue {
+                jobs,
+                session: None,
+            }),
+        );
+    }
+    // Acking the oldest jobs moves the newest ones into their slots.
+    let claim = Op::Claim(Claim {
+        queues: vec!["many".into()],
+        max_jobs: 1_000,
+        lease_ms: 60_000,
+        worker: None,
+    });
+    let Outcome::Claim(Ok(claimed)) = apply(&mut state, claim) else {
+        panic!("claim succeeds");
+    };
+    for job in claimed.iter().step_by(2) {
+        let acked = apply(
+            &mut state,
+            Op::Ack(crate::queue::Ack {
+                id: job.id,
+                token: job.token,
+            }),
+        );
+        assert!(matches!(acked, Outcome::Ack(Ok(_))), "{acked:?}");
+    }
+    assert_eq!(state.job_count(), 2_500);
+    let restored = JobQueue::restore(&state.freeze().encode()).unwrap();
+    assert_eq!(restored, state);
+    assert_eq!(JobQueue::restore(&state.snapshot()), Ok(state));
+}
