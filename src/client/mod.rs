@@ -211,14 +211,10 @@ impl Client {
         });
     }
 
-    /// Closes the connection, so the next request goes to the leader hint
-    /// if there is one, else to the next address in turn.
-    async fn drop_connection(&self) {
-        if let Some(connection) = self.inner.connection.lock().await.take() {
-            connection.close();
-        }
-    }
-
+    /// Closes `failed` and forgets it if it is still the current connection,
+    /// so the next request goes to the leader hint if there is one, else to
+    /// the next address in turn. A newer connection, opened meanwhile by
+    /// another request, stays.
     async fn forget_connection(&self, failed: &Arc<Connection>) {
         let mut current = self.inner.connection.lock().await;
         if current
@@ -246,7 +242,7 @@ impl Client {
         let mut no_leader_since: Option<tokio::time::Instant> = None;
         loop {
             let mut electing = false;
-            let attempt = match self.connection().await {
+            let (attempt, answered_by) = match self.connection().await {
                 Ok(connection) => {
                     let id = self.inner.next_request_id.fetch_add(1, Ordering::Relaxed);
                     let result = connection.call(id, self.refresh(&body), timeout).await;
@@ -258,9 +254,9 @@ impl Client {
                     {
                         self.forget_connection(&connection).await;
                     }
-                    result
+                    (result, Some(connection))
                 }
-                Err(error) => Err(error),
+                Err(error) => (Err(error), None),
             };
             match attempt {
                 Ok(Ok(response)) => return Ok(response),
@@ -272,7 +268,9 @@ impl Client {
                     match leader_address {
                         Some(address) => {
                             *self.inner.leader_hint.lock().expect("hint lock") = Some(address);
-                            self.drop_connection().await;
+                            if let Some(connection) = &answered_by {
+                                self.forget_connection(connection).await;
+                            }
                             // A known leader is worth trying at once.
                             if tokio::time::Instant::now() < deadline {
                                 continue;
@@ -289,8 +287,9 @@ impl Client {
                             let since = *no_leader_since.get_or_insert(now);
                             if now.duration_since(since)
                                 >= Duration::from_millis(NO_LEADER_SWITCH_MS)
+                                && let Some(connection) = &answered_by
                             {
-                                self.drop_connection().await;
+                                self.forget_connection(connection).await;
                                 no_leader_since = None;
                             }
                         }

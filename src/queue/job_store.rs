@@ -82,12 +82,6 @@ impl Slots {
         removed
     }
 
-    fn reserve(&mut self, additional: usize) {
-        let needed = (self.len + additional).div_ceil(CHUNK_JOBS);
-        self.chunks
-            .reserve(needed.saturating_sub(self.chunks.len()));
-    }
-
     fn iter(&self) -> SlotsIter<'_> {
         SlotsIter {
             jobs: self.chunks.iter().flatten(),
@@ -179,11 +173,10 @@ impl JobStore {
         Some(job)
     }
 
-    /// Makes room for `additional` more jobs, so that the hash table does
-    /// not grow before then.
+    /// Makes room in the hash table for `additional` more jobs, so that it
+    /// does not grow before then; storage grows a chunk at a time anyway.
     pub(super) fn reserve(&mut self, additional: usize) {
         let Self { slots, index } = self;
-        slots.reserve(additional);
         index.reserve(additional, |&slot| hash_id(slots.get(slot as usize).id));
     }
 
